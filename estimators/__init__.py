@@ -1,0 +1,21 @@
+"""Gradient estimators through vector quantization, one registry: `estimators.get(name, **params)`.
+
+See the README's estimator table; each module's docstring gives its formula and paper section.
+"""
+from . import exact, gumbel, hessian, reflection, rotation, ste  # noqa: F401  (registers the estimators)
+from .base import EPS, DecoderAwareEstimator, Estimator, SamplingEstimator, TransportEstimator
+from .registry import closest, estimator_class, get, names, parameter_names, register
+
+__all__ = [
+    "EPS",
+    "DecoderAwareEstimator",
+    "Estimator",
+    "SamplingEstimator",
+    "TransportEstimator",
+    "closest",
+    "estimator_class",
+    "get",
+    "names",
+    "parameter_names",
+    "register",
+]

@@ -1,0 +1,68 @@
+"""The estimator registry: one name per gradient estimator, looked up by `get(name, **params)`."""
+from __future__ import annotations
+
+import difflib
+import inspect
+from typing import Callable
+
+_REGISTRY: dict[str, Callable] = {}
+
+
+def register(name: str):
+    """Class decorator: make an estimator available as `estimators.get(name)`."""
+
+    def decorate(cls):
+        if name in _REGISTRY:
+            raise ValueError(f"estimator {name!r} is registered twice")
+        cls.name = name
+        _REGISTRY[name] = cls
+        return cls
+
+    return decorate
+
+
+def names() -> list[str]:
+    """All registered estimator names, sorted."""
+    return sorted(_REGISTRY)
+
+
+def closest(name: str, choices) -> str | None:
+    """The closest valid choice to a misspelt `name`, or None."""
+    match = difflib.get_close_matches(str(name), list(choices), n=1, cutoff=0.5)
+    return match[0] if match else None
+
+
+def estimator_class(name: str):
+    """The class registered as `name`; an unknown name raises ValueError listing the valid ones."""
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        hint = closest(name, _REGISTRY)
+        suggestion = f" Did you mean {hint!r}?" if hint else ""
+        raise ValueError(
+            f"unknown estimator {name!r}.{suggestion} Valid names: {', '.join(names())}"
+        ) from None
+
+
+def parameter_names(name: str) -> list[str]:
+    """The keyword parameters the estimator `name` accepts."""
+    signature = inspect.signature(estimator_class(name).__init__)
+    return [p for p in signature.parameters if p != "self"]
+
+
+def get(name: str, **params):
+    """Build the estimator registered as `name` with its keyword parameters.
+
+    An unknown parameter raises TypeError naming the valid ones.
+    """
+    cls = estimator_class(name)
+    valid = parameter_names(name)
+    unknown = [key for key in params if key not in valid]
+    if unknown:
+        hint = closest(unknown[0], valid)
+        suggestion = f" Did you mean {hint!r}?" if hint else ""
+        raise TypeError(
+            f"estimator {name!r} has no parameter {unknown[0]!r}.{suggestion} "
+            f"Valid parameters: {', '.join(valid) or '(none)'}"
+        )
+    return cls(**params)

@@ -1,0 +1,208 @@
+"""The vector quantizer shared by every model family (DESIGN.md "Quantizer", NOTES.md §2-§4).
+
+Codebook (K, D) learned by EMA (decay; the paper uses 0.8 for VQ-VAEs) or by the codebook loss
+‖sg(e) − q‖² (the authors' VQGANs); commitment β‖e − sg(q)‖²; euclidean or cosine lookup; optional
+factorised codes (project to a low dimension, then l2-normalise through the cosine lookup, as ViT-VQGAN).
+Inputs are tokens (N, D) or channel-first latents (B, D, ...), e.g. (B, D, H, W) or (B, D, T, H, W).
+
+How the decoder input is made depends on the estimator's kind (estimators/base.py):
+* transport: decoder input = estimator.transport(e, q); no gradient reaches the codebook through it.
+* decoder_aware: decoder input has value q; the family's reconstruction loss is computed by the estimator
+  through `QuantizerOutput.reconstruction_loss(loss_of)`, which runs the decoder as the estimator needs.
+* sampling: a linear head maps each token to K logits; the estimator samples the decoder input from the
+  codebook. The codebook then learns through the decoder (as in the Gumbel VQ-VAE), not by EMA, and there
+  is no commitment term.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+import estimators
+from estimators.base import at_least_float32
+
+from .code_search import nearest_code
+
+CODEBOOK_LEARNING = ("ema", "loss")
+LOOKUPS = ("euclidean", "cosine")
+
+
+def to_tokens(z: torch.Tensor):
+    """(N, D) or channel-first (B, D, ...) → tokens (N, D) and a function that restores the layout."""
+    if z.ndim == 2:
+        return z, lambda tokens: tokens
+    batch, dim, *rest = z.shape
+    tokens = z.movedim(1, -1).reshape(-1, dim)
+
+    def restore(t: torch.Tensor) -> torch.Tensor:
+        return t.reshape(batch, *rest, t.shape[-1]).movedim(-1, 1)
+
+    return tokens, restore
+
+
+@dataclass
+class QuantizerOutput:
+    """Everything a family and the metrics need from one quantizer call."""
+
+    decoder_input: torch.Tensor  # the input's layout, D channels
+    indices: torch.Tensor  # the input's layout without the channel dim
+    aux_loss: torch.Tensor  # commitment + codebook loss (+ sampling term), scalar
+    e: torch.Tensor  # tokens (N, d) in the lookup space, in the graph
+    q: torch.Tensor  # their codes (N, d), detached
+    num_codes: int
+    _reconstruction: Callable = field(repr=False, default=None)
+
+    def reconstruction_loss(self, loss_of: Callable[[torch.Tensor], torch.Tensor]):
+        """(loss to backpropagate, reconstruction loss to report) for `loss_of(decoder_input) -> scalar`.
+
+        The one place where a family's objective meets the estimator (paper §3: decoder-aware estimators
+        run the decoder themselves; every other kind decodes `decoder_input` once).
+        """
+        return self._reconstruction(loss_of)
+
+    @torch.no_grad()
+    def statistics(self) -> dict[str, float]:
+        """Per-batch statistics: usage (fraction of codes used), perplexity, quantization error (per-element MSE)."""
+        flat = self.indices.reshape(-1)
+        counts = torch.bincount(flat, minlength=self.num_codes).float()
+        probs = counts / counts.sum()
+        entropy = -(probs[probs > 0] * probs[probs > 0].log()).sum()
+        return {
+            "usage_batch": float((counts > 0).float().mean()),
+            "perplexity": float(entropy.exp()),
+            "quant_error": float(F.mse_loss(self.q.float(), self.e.detach().float())),
+        }
+
+
+class VectorQuantizer(nn.Module):
+    """Nearest-code quantization with a pluggable gradient estimator (see module docstring)."""
+
+    def __init__(
+        self,
+        num_codes: int,
+        dim: int,
+        estimator="rotation",
+        estimator_params: dict | None = None,
+        lookup: str = "euclidean",
+        codebook_learning: str = "ema",
+        ema_decay: float = 0.8,
+        beta: float = 1.0,
+        factorized_dim: int | None = None,
+        chunk_size: int | None = None,
+        init_std: float = 1.0,
+    ):
+        super().__init__()
+        if lookup not in LOOKUPS:
+            raise ValueError(f"unknown lookup {lookup!r}; valid: {', '.join(LOOKUPS)}")
+        if codebook_learning not in CODEBOOK_LEARNING:
+            raise ValueError(f"unknown codebook_learning {codebook_learning!r}; valid: {', '.join(CODEBOOK_LEARNING)}")
+        if not 0.0 <= ema_decay < 1.0:
+            raise ValueError(f"ema_decay must be in [0, 1), got {ema_decay}")
+        self.estimator = (
+            estimators.get(estimator, **(estimator_params or {})) if isinstance(estimator, str) else estimator
+        )
+        self.num_codes = int(num_codes)
+        self.dim = int(dim)
+        self.code_dim = int(factorized_dim or dim)
+        self.lookup = lookup
+        self.beta = float(beta)
+        self.ema_decay = float(ema_decay)
+        self.chunk_size = chunk_size
+        self.progress = 0.0  # training progress in [0, 1], set by the trainer (sampling schedules)
+        sampling = self.estimator.kind == "sampling"
+        self.codebook_learning = "decoder" if sampling else codebook_learning
+
+        self.project_in = nn.Linear(dim, self.code_dim) if factorized_dim else nn.Identity()
+        self.project_out = nn.Linear(self.code_dim, dim) if factorized_dim else nn.Identity()
+        self.logits_head = nn.Linear(self.code_dim, self.num_codes) if sampling else None
+
+        initial = torch.randn(self.num_codes, self.code_dim) * init_std
+        if lookup == "cosine":
+            initial = F.normalize(initial, dim=-1)
+        if self.codebook_learning == "ema":
+            self.register_buffer("embedding", initial)
+            self.register_buffer("cluster_size", torch.ones(self.num_codes))
+            self.register_buffer("embed_sum", initial.clone())
+        else:
+            self.embedding = nn.Parameter(initial)
+
+    @property
+    def codebook(self) -> torch.Tensor:
+        """The codebook as used for lookup (K, d): l2-normalised for the cosine lookup."""
+        codes = self.embedding
+        return F.normalize(codes, dim=-1) if self.lookup == "cosine" else codes
+
+    def forward(self, z: torch.Tensor) -> QuantizerOutput:
+        tokens, restore = to_tokens(z)
+        with torch.autocast(device_type=z.device.type, enabled=False):
+            e = self.project_in(at_least_float32(tokens))
+            if self.lookup == "cosine":
+                e = F.normalize(e, dim=-1)
+            codebook = self.codebook
+            if self.estimator.kind == "sampling":
+                return self._sampled(e, codebook, restore, z.dtype)
+            indices = nearest_code(e.detach(), codebook.detach(), self.lookup, self.chunk_size)
+            q = codebook[indices]
+            aux = self.beta * F.mse_loss(e, q.detach())
+            if self.codebook_learning == "loss":
+                aux = aux + F.mse_loss(q, e.detach())
+            elif self.training:
+                self._ema_update(e.detach(), indices)
+            q = q.detach()
+
+        def decode_tokens(t: torch.Tensor) -> torch.Tensor:
+            return restore(self.project_out(t)).to(z.dtype)
+
+        if self.estimator.kind == "transport":
+            decoder_input = decode_tokens(self.estimator.transport(e, q))
+
+            def reconstruction(loss_of):
+                loss = loss_of(decoder_input)
+                return loss, loss
+
+        else:  # decoder_aware
+            decoder_input = decode_tokens(e + (q - e).detach())
+
+            def reconstruction(loss_of):
+                return self.estimator.decoder_loss(e, q, lambda t: loss_of(decode_tokens(t)))
+
+        return QuantizerOutput(decoder_input, restore(indices[:, None])[:, 0] if z.ndim > 2 else indices,
+                               aux, e, q, self.num_codes, reconstruction)
+
+    def _sampled(self, e, codebook, restore, dtype) -> QuantizerOutput:
+        sample = self.estimator.sample(self.logits_head(e), codebook, self.progress, self.training)
+        decoder_input = restore(self.project_out(sample.decoder_input)).to(dtype)
+        indices = sample.indices
+        q = codebook[indices].detach()
+
+        def reconstruction(loss_of):
+            loss = loss_of(decoder_input)
+            return loss, loss
+
+        layout_indices = restore(indices[:, None])[:, 0] if decoder_input.ndim > 2 else indices
+        return QuantizerOutput(decoder_input, layout_indices, sample.aux_loss, e, q, self.num_codes, reconstruction)
+
+    @torch.no_grad()
+    def _ema_update(self, e: torch.Tensor, indices: torch.Tensor) -> None:
+        """EMA codebook update (van den Oord et al. 2017, App. A.1) with Laplace smoothing of the counts."""
+        decay = self.ema_decay
+        counts = torch.bincount(indices, minlength=self.num_codes).to(e.dtype)
+        sums = torch.zeros_like(self.embed_sum).index_add_(0, indices, e)
+        self.cluster_size.mul_(decay).add_(counts, alpha=1.0 - decay)
+        self.embed_sum.mul_(decay).add_(sums, alpha=1.0 - decay)
+        total = self.cluster_size.sum()
+        smoothed = (self.cluster_size + 1e-5) / (total + self.num_codes * 1e-5) * total
+        self.embedding.copy_(self.embed_sum / smoothed[:, None])
+
+    @torch.no_grad()
+    def lookup_indices(self, z: torch.Tensor) -> torch.Tensor:
+        """Code indices for latents z (no statistics, no update)."""
+        tokens, _ = to_tokens(z)
+        e = self.project_in(at_least_float32(tokens))
+        if self.lookup == "cosine":
+            e = F.normalize(e, dim=-1)
+        return nearest_code(e, self.codebook, self.lookup, self.chunk_size)
