@@ -1,0 +1,424 @@
+"""Suite files: load (yaml.safe_load), validate everything before anything runs, expand into run specs.
+
+Resolution of one run, later layers winning: the family preset (model + training defaults) < `base` <
+the chosen profile < the grid/zip point < `--set` overrides; then `seed`. Every run gets a stable id, a hash
+of its fully resolved configuration. The README's "Suite files" section documents the schema.
+"""
+from __future__ import annotations
+
+import copy
+import hashlib
+import itertools
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+import estimators
+import models
+from estimators.registry import closest
+from models.registry import param_fields
+
+from . import config as config_module
+from . import data as data_module
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+SUITES_DIR = PROJECT_ROOT / "suites"
+TOP_KEYS = ("name", "description", "seeds", "base", "profiles", "default_profile", "grid", "zip", "exclude",
+            "paper", "report", "slurm")
+RUN_SECTIONS = ("model", "estimator", "data", "training", "metrics")
+#: Sections that other modules validate themselves (report generator, slurm executor).
+FREE_SECTIONS = ("paper", "report", "slurm")
+
+
+class SuiteError(ValueError):
+    """A suite file is invalid; the message names the file, the key path and the fix."""
+
+
+@dataclass
+class RunSpec:
+    """One fully resolved run of a suite."""
+
+    suite: str
+    run_id: str
+    config: dict  # sections model, estimator, data, training, metrics, and seed
+    label: dict  # the values that vary across the suite (grid/zip keys and seed)
+    profile: str | None = None
+
+
+@dataclass
+class Suite:
+    name: str
+    path: Path
+    description: str
+    profile: str | None
+    runs: list[RunSpec]
+    raw: dict = field(repr=False, default_factory=dict)
+
+    @property
+    def paper(self) -> dict:
+        return self.raw.get("paper") or {}
+
+    @property
+    def report(self) -> dict:
+        return self.raw.get("report") or {}
+
+    @property
+    def slurm(self) -> dict:
+        return self.raw.get("slurm") or {}
+
+
+# -- small helpers ----------------------------------------------------------------------------------------
+
+def resolve_suite_path(name_or_path: str | Path) -> Path:
+    """A suite file path; a bare name that is not a file here resolves to the project's suites/ folder."""
+    candidate = Path(name_or_path)
+    for path in (candidate, candidate.with_suffix(".yaml") if candidate.suffix == "" else None):
+        if path is not None and path.is_file():
+            return path
+    for path in (SUITES_DIR / candidate.name, SUITES_DIR / f"{candidate.name}.yaml"):
+        if path.is_file():
+            return path
+    available = sorted(p.stem for p in SUITES_DIR.glob("*.yaml"))
+    hint = closest(candidate.stem, available)
+    raise SuiteError(f"{name_or_path}: no such suite file (looked here and in {SUITES_DIR}). "
+                     + (f"Did you mean {hint!r}? " if hint else "") + f"Available: {', '.join(available)}")
+
+
+def deep_merge(base: dict, override: dict) -> dict:
+    """A new dict: `override` merged into `base`, recursively for nested dicts."""
+    out = copy.deepcopy(base)
+    for key, value in (override or {}).items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def set_dotted(target: dict, dotted: str, value) -> None:
+    *parents, leaf = dotted.split(".")
+    node = target
+    for part in parents:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise SuiteError(f"cannot set {dotted!r}: {part!r} is not a section")
+    node[leaf] = copy.deepcopy(value)
+
+
+def get_dotted(source: dict, dotted: str, default=None):
+    node = source
+    for part in dotted.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return default
+        node = node[part]
+    return node
+
+
+def parse_set(assignments: list[str]) -> dict:
+    """`--set key.path=value` strings → a nested dict; values are parsed as YAML ('1e-4' → 0.0001)."""
+    out: dict = {}
+    for text in assignments or []:
+        if "=" not in text:
+            raise SuiteError(f"--set {text!r}: expected key.path=value, e.g. --set training.steps=100")
+        key, raw = text.split("=", 1)
+        value = yaml.safe_load(raw) if raw.strip() else None
+        if isinstance(value, str) and _looks_numeric(value):
+            value = float(value)
+        set_dotted(out, key.strip(), value)
+    return out
+
+
+def _looks_numeric(text: str) -> bool:
+    try:
+        float(text)
+        return True
+    except ValueError:
+        return False
+
+
+def run_id_of(config: dict) -> str:
+    canonical = json.dumps(config, sort_keys=True, default=str)
+    return hashlib.sha1(canonical.encode()).hexdigest()[:12]
+
+
+# -- type checking ----------------------------------------------------------------------------------------
+
+def type_problem(value, annotation: str) -> str | None:
+    """None if `value` fits the dataclass annotation string, else what was expected."""
+    options = [part.strip() for part in str(annotation).split("|")]
+    for option in options:
+        if option == "None" and value is None:
+            return None
+        if option == "bool" and isinstance(value, bool):
+            return None
+        if option == "int" and isinstance(value, int) and not isinstance(value, bool):
+            return None
+        if option == "float" and isinstance(value, (int, float)) and not isinstance(value, bool):
+            return None
+        if option == "str" and isinstance(value, str):
+            return None
+        if option in ("list", "tuple") and isinstance(value, (list, tuple)):
+            return None
+        if option == "dict" and isinstance(value, dict):
+            return None
+    expected = " or ".join("null" if o == "None" else ("a number" if o == "float" else f"a {o}") for o in options)
+    return f"expected {expected}, got {value!r} ({type(value).__name__})"
+
+
+# -- validation -------------------------------------------------------------------------------------------
+
+class _Problems:
+    def __init__(self, path: Path):
+        self.path = path
+        self.lines: list[str] = []
+
+    def add(self, key_path: str, message: str) -> None:
+        line = f"{self.path}: {key_path}: {message}"
+        if line not in self.lines:
+            self.lines.append(line)
+
+    def unknown(self, key_path: str, key: str, valid) -> None:
+        hint = closest(key, valid)
+        self.add(f"{key_path}.{key}" if key_path else key,
+                 f"unknown key {key!r}." + (f" Did you mean {hint!r}?" if hint else "")
+                 + f" Valid keys: {', '.join(sorted(valid))}")
+
+    def raise_if_any(self) -> None:
+        if self.lines:
+            raise SuiteError("invalid suite:\n  " + "\n  ".join(self.lines))
+
+
+def _check_fields(problems: _Problems, where: str, values: dict, types: dict, section: str | None = None):
+    for key, value in values.items():
+        if key not in types:
+            problems.unknown(where, key, types)
+            continue
+        problem = type_problem(value, types[key])
+        if problem:
+            problems.add(f"{where}.{key}", problem)
+            continue
+        choices = config_module.CHOICES.get((section, key))
+        if choices and value not in choices:
+            hint = closest(value, choices)
+            problems.add(f"{where}.{key}", f"{value!r} is not one of {', '.join(choices)}"
+                         + (f"; did you mean {hint!r}?" if hint else ""))
+
+
+def _check_sections_shape(problems: _Problems, where: str, layer) -> None:
+    if layer is None:
+        return
+    if not isinstance(layer, dict):
+        problems.add(where, f"expected a mapping of sections ({', '.join(RUN_SECTIONS)}), got {layer!r}")
+        return
+    for key, value in layer.items():
+        if key not in RUN_SECTIONS:
+            problems.unknown(where, key, RUN_SECTIONS)
+        elif not isinstance(value, dict):
+            problems.add(f"{where}.{key}", f"expected a mapping, got {value!r}")
+
+
+def validate_run(problems: _Problems, where: str, config: dict) -> None:
+    """Validate one resolved run configuration; `where` names the source (e.g. 'run estimator=ste,seed=0')."""
+    model_cfg = config.get("model", {})
+    family_name = model_cfg.get("family")
+    family = None
+    if family_name is None:
+        problems.add(f"{where}: model.family", f"missing; valid families: {', '.join(models.family_names())}")
+    else:
+        try:
+            family = models.get_family(family_name)
+        except ValueError as error:
+            problems.add(f"{where}: model.family", str(error))
+    if family is not None:
+        preset = model_cfg.get("preset")
+        if preset is not None and preset not in family.presets:
+            hint = closest(preset, family.presets)
+            problems.add(f"{where}: model.preset", f"family {family_name!r} has no preset {preset!r}."
+                         + (f" Did you mean {hint!r}?" if hint else "")
+                         + f" Valid: {', '.join(sorted(family.presets))}")
+        types = {name: f.type for name, f in param_fields(family).items()}
+        params = {k: v for k, v in model_cfg.items() if k not in ("family", "preset")}
+        before = len(problems.lines)
+        _check_fields(problems, f"{where}: model", params, types)
+        if len(problems.lines) == before:
+            for message in family.check_params(family.Params(**params)):
+                problems.add(f"{where}: model", f"impossible combination: {message}")
+
+    est_cfg = config.get("estimator", {})
+    est_name = est_cfg.get("name")
+    if est_name is None:
+        problems.add(f"{where}: estimator.name", f"missing; valid: {', '.join(estimators.names())}")
+    else:
+        params = {k: v for k, v in est_cfg.items() if k != "name"}
+        try:
+            estimator = estimators.get(est_name, **params)
+        except (ValueError, TypeError) as error:
+            problems.add(f"{where}: estimator", str(error))
+        else:
+            if family is not None:
+                reason = family.refusal(est_name, estimator.kind)
+                if reason:
+                    problems.add(f"{where}: estimator.name",
+                                 f"{est_name!r} cannot be used with family {family_name!r}: {reason}")
+
+    data_cfg = config.get("data", {})
+    data_name = data_cfg.get("name")
+    if data_name is None:
+        problems.add(f"{where}: data.name", f"missing; valid: {', '.join(data_module.dataset_names())}")
+    elif data_name not in data_module.dataset_names():
+        hint = closest(data_name, data_module.dataset_names())
+        problems.add(f"{where}: data.name", f"unknown dataset {data_name!r}." + (f" Did you mean {hint!r}?" if hint else "")
+                     + f" Valid: {', '.join(data_module.dataset_names())}")
+    else:
+        for message in data_module.validate_dataset_params(data_name, {k: v for k, v in data_cfg.items() if k != "name"}):
+            problems.add(f"{where}: data", message)
+        kind = data_module.dataset_kind(data_name)
+        if family is not None and kind != family.data_kind:
+            problems.add(f"{where}: data.name", f"dataset {data_name!r} yields {kind} data but family "
+                         f"{family_name!r} needs {family.data_kind} data")
+
+    for section, cls in config_module.SECTION_TYPES.items():
+        _check_fields(problems, f"{where}: {section}", config.get(section, {}), config_module.field_types(cls), section)
+    training = config.get("training", {})
+    if training.get("steps") is None and training.get("epochs") is None:
+        problems.add(f"{where}: training", "set training.steps (or training.epochs)")
+
+
+# -- loading and expansion --------------------------------------------------------------------------------
+
+def _read_yaml(path: Path) -> dict:
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as error:
+        raise SuiteError(f"{path}: not valid YAML: {error}") from None
+    if not isinstance(raw, dict):
+        raise SuiteError(f"{path}: a suite is a mapping with keys {', '.join(TOP_KEYS)}; got {type(raw).__name__}")
+    return raw
+
+
+def _grid_points(problems: _Problems, raw: dict) -> list[dict]:
+    """The grid × zip points as {dotted key: value} dicts."""
+    axes: list[list[dict]] = []
+    grid = raw.get("grid") or {}
+    if not isinstance(grid, dict):
+        problems.add("grid", "expected a mapping of dotted keys to lists, e.g. estimator.name: [ste, rotation]")
+        grid = {}
+    for key, values in grid.items():
+        if not isinstance(values, list) or not values:
+            problems.add(f"grid.{key}", f"expected a non-empty list of values, got {values!r}")
+            continue
+        axes.append([{key: v} for v in values])
+    for index, group in enumerate(raw.get("zip") or []):
+        if not isinstance(group, dict) or not group:
+            problems.add(f"zip[{index}]", "expected a mapping of dotted keys to equal-length lists")
+            continue
+        lengths = {key: len(v) if isinstance(v, list) else -1 for key, v in group.items()}
+        if -1 in lengths.values() or len(set(lengths.values())) != 1:
+            problems.add(f"zip[{index}]", f"every key needs a list, all of one length; got lengths {lengths}")
+            continue
+        n = next(iter(lengths.values()))
+        axes.append([{key: group[key][i] for key in group} for i in range(n)])
+    for key_dicts in axes:
+        for point in key_dicts:
+            for dotted in point:
+                if dotted.split(".")[0] not in RUN_SECTIONS:
+                    problems.add(f"grid/zip key {dotted}", f"must start with one of {', '.join(RUN_SECTIONS)}")
+    points = [{}]
+    for axis in axes:
+        points = [{**p, **choice} for p in points for choice in axis]
+    return points
+
+
+def _excluded(raw_excludes, point: dict, config: dict) -> bool:
+    for rule in raw_excludes or []:
+        if all(get_dotted(config, key) == value for key, value in rule.items()):
+            return True
+    return False
+
+
+def load_suite(name_or_path, profile: str | None = None, overrides: list[str] | None = None) -> Suite:
+    """Load, validate and expand a suite; raises SuiteError listing every problem, before anything runs."""
+    path = resolve_suite_path(name_or_path)
+    raw = _read_yaml(path)
+    problems = _Problems(path)
+    for key in raw:
+        if key not in TOP_KEYS:
+            problems.unknown("", key, TOP_KEYS)
+    name = raw.get("name")
+    if not isinstance(name, str) or not name.strip():
+        problems.add("name", "missing: every suite needs a name (its results go to results/<name>/)")
+        name = path.stem
+    seeds = raw.get("seeds", [0])
+    if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
+        problems.add("seeds", f"expected a non-empty list of integers, got {seeds!r}")
+        seeds = [0]
+    _check_sections_shape(problems, "base", raw.get("base"))
+    profiles = raw.get("profiles") or {}
+    if not isinstance(profiles, dict):
+        problems.add("profiles", "expected a mapping of profile name to sections")
+        profiles = {}
+    for profile_name, layer in profiles.items():
+        _check_sections_shape(problems, f"profiles.{profile_name}", layer)
+    profile = profile or raw.get("default_profile")
+    if profile is not None and profile not in profiles:
+        hint = closest(profile, profiles)
+        problems.add("profile", f"suite has no profile {profile!r}." + (f" Did you mean {hint!r}?" if hint else "")
+                     + f" Valid: {', '.join(sorted(profiles)) or '(none)'}")
+    for section in FREE_SECTIONS:
+        if raw.get(section) is not None and not isinstance(raw[section], dict):
+            problems.add(section, "expected a mapping")
+    try:
+        set_layer = parse_set(overrides)
+    except SuiteError as error:
+        problems.add("--set", str(error))
+        set_layer = {}
+    run_overrides = {k: v for k, v in set_layer.items() if k in RUN_SECTIONS}
+    for key in set_layer:
+        if key not in RUN_SECTIONS + FREE_SECTIONS:
+            problems.unknown("--set", key, RUN_SECTIONS + FREE_SECTIONS)
+    for section in FREE_SECTIONS:
+        if section in set_layer:
+            raw[section] = deep_merge(raw.get(section) or {}, set_layer[section])
+    points = _grid_points(problems, raw)
+    problems.raise_if_any()
+
+    base = deep_merge(raw.get("base") or {}, profiles.get(profile) or {})
+    runs: list[RunSpec] = []
+    seen: dict[str, dict] = {}
+    for point in points:
+        layered = copy.deepcopy(base)
+        for dotted, value in point.items():
+            set_dotted(layered, dotted, value)
+        layered = deep_merge(layered, run_overrides)
+        config = _with_preset(problems, layered)
+        for seed in seeds:
+            run_config = {**copy.deepcopy(config), "seed": seed}
+            label = {**point, "seed": seed}
+            if _excluded(raw.get("exclude"), point, run_config):
+                continue
+            where = "run " + ",".join(f"{k}={v}" for k, v in label.items())
+            validate_run(problems, where, run_config)
+            run_id = run_id_of(run_config)
+            if run_id in seen:
+                continue
+            seen[run_id] = label
+            runs.append(RunSpec(name, run_id, run_config, label, profile))
+    if not runs and not problems.lines:
+        problems.add("grid", "the suite expands to no runs (check exclude)")
+    problems.raise_if_any()
+    return Suite(name=name, path=path, description=str(raw.get("description", "")), profile=profile,
+                 runs=runs, raw=raw)
+
+
+def _with_preset(problems: _Problems, layered: dict) -> dict:
+    """Put the family preset underneath the layered config (model params and training defaults)."""
+    model_cfg = layered.get("model") or {}
+    family_name, preset_name = model_cfg.get("family"), model_cfg.get("preset")
+    preset = {}
+    if family_name in models.family_names() and preset_name is not None:
+        preset = models.get_family(family_name).presets.get(preset_name, {})
+    resolved = {section: {} for section in RUN_SECTIONS}
+    resolved = deep_merge(resolved, {"model": preset.get("model", {}), "training": preset.get("training", {})})
+    return deep_merge(resolved, layered)

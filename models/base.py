@@ -1,0 +1,191 @@
+"""What a model family is (DESIGN.md "Model families"): it builds itself from a params dataclass and an
+estimator, owns its objective and optimisers, and evaluates itself. The harness's training loop only calls
+`configure_optimizers`, `training_step`, `set_progress` and `evaluate`, so families with a discriminator
+(VQGAN) or without a network at all (synthetic problems) need no special case in the harness.
+
+`VQAutoencoder` is the common shape encoder → VectorQuantizer → decoder with a reconstruction objective
+that the estimator sees through `QuantizerOutput.reconstruction_loss` (paper §3-§4).
+"""
+from __future__ import annotations
+
+import math
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from typing import Callable, ClassVar, ContextManager
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .quantizer import VectorQuantizer
+
+
+@dataclass
+class StepContext:
+    """What the trainer tells a family at each step."""
+
+    step: int
+    total_steps: int
+    grad_clip: float | None = None
+    autocast: Callable[[], ContextManager] = nullcontext
+
+
+@dataclass
+class QuantizerParams:
+    """Quantizer settings every VQ family shares (models/quantizer.py)."""
+
+    num_codes: int = 256
+    latent_dim: int = 32
+    lookup: str = "euclidean"
+    codebook_learning: str = "ema"
+    ema_decay: float = 0.8
+    beta: float = 1.0
+    factorized_dim: int | None = None
+    init_std: float = 1.0
+
+
+@dataclass
+class TrainingDefaults:
+    """Optimiser settings a preset may state (NOTES.md §4); the suite can override each."""
+
+    lr: float = 1e-4
+    weight_decay: float = 0.0
+    betas: tuple = (0.9, 0.99)
+
+
+class ModelFamily(nn.Module):
+    """Base class of every family; subclasses set the class attributes and implement the methods."""
+
+    family_name: ClassVar[str] = "?"
+    Params: ClassVar[type] = QuantizerParams
+    #: preset name -> {"model": {...}, "training": {...}, "source": "where the numbers come from"}
+    presets: ClassVar[dict[str, dict]] = {}
+    #: "image" (3, H, W), "video" (3, T, H, W) or "points"
+    data_kind: ClassVar[str] = "image"
+    #: estimator name or kind -> why this family cannot use it (checked when a suite is loaded)
+    refused_estimators: ClassVar[dict[str, str]] = {}
+
+    @classmethod
+    def refusal(cls, estimator_name: str, estimator_kind: str) -> str | None:
+        return cls.refused_estimators.get(estimator_name) or cls.refused_estimators.get(estimator_kind)
+
+    @classmethod
+    def check_params(cls, params) -> list[str]:
+        """Impossible combinations of params (beyond types), as messages. Subclasses extend."""
+        problems = []
+        if isinstance(params, QuantizerParams) and params.factorized_dim is not None:
+            if params.factorized_dim >= params.latent_dim:
+                problems.append(f"factorized_dim ({params.factorized_dim}) must be smaller than latent_dim "
+                                f"({params.latent_dim})")
+        return problems
+
+    def set_progress(self, progress: float) -> None:
+        """Training progress in [0, 1] (sampling estimators anneal their temperature with it)."""
+        for module in self.modules():
+            if isinstance(module, VectorQuantizer):
+                module.progress = float(progress)
+
+    def configure_optimizers(self, training) -> dict[str, torch.optim.Optimizer]:
+        raise NotImplementedError
+
+    def training_step(self, batch, ctx: StepContext, optimizers) -> dict[str, float]:
+        raise NotImplementedError
+
+    def evaluate(self, batches) -> dict[str, float]:
+        raise NotImplementedError
+
+
+def adamw(parameters, training) -> torch.optim.AdamW:
+    """AdamW with the training section's lr, betas and weight decay (the paper's optimiser, Table 8-11)."""
+    return torch.optim.AdamW(parameters, lr=training.lr, betas=tuple(training.betas),
+                             weight_decay=training.weight_decay)
+
+
+def backward_and_step(loss: torch.Tensor, optimizer: torch.optim.Optimizer, grad_clip: float | None) -> None:
+    """One optimiser step: zero, backward, optional gradient-norm clipping, step."""
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if grad_clip:
+        params = [p for group in optimizer.param_groups for p in group["params"]]
+        torch.nn.utils.clip_grad_norm_(params, grad_clip)
+    optimizer.step()
+
+
+def psnr(x: torch.Tensor, x_hat: torch.Tensor) -> torch.Tensor:
+    """Per-sample PSNR in dB for images in [-1, 1] (peak-to-peak range 2), averaged over the batch."""
+    mse = ((x_hat.clamp(-1, 1) - x) ** 2).flatten(1).mean(1).clamp_min(1e-12)
+    return (10.0 * torch.log10(4.0 / mse)).mean()
+
+
+class VQAutoencoder(ModelFamily):
+    """encoder → quantizer → decoder, objective = reconstruction + quantizer auxiliary losses."""
+
+    def __init__(self, params, estimator, encoder: nn.Module, decoder: nn.Module):
+        super().__init__()
+        self.params = params
+        self.encoder = encoder
+        self.decoder = decoder
+        self.quantizer = VectorQuantizer(
+            num_codes=params.num_codes, dim=params.latent_dim, estimator=estimator, lookup=params.lookup,
+            codebook_learning=params.codebook_learning, ema_decay=params.ema_decay, beta=params.beta,
+            factorized_dim=params.factorized_dim, init_std=params.init_std,
+        )
+
+    # -- the pieces the gradient diagnostics use --------------------------------------------------------
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        return self.encoder(x)
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        return self.decoder(z)
+
+    def reconstruction_loss(self, x: torch.Tensor, x_hat: torch.Tensor) -> torch.Tensor:
+        """The objective as a function of the reconstruction: MSE (the paper's VQ-VAE, §5.1)."""
+        return F.mse_loss(x_hat.float(), x.float())
+
+    def forward(self, x: torch.Tensor):
+        out = self.quantizer(self.encode(x))
+        return self.decode(out.decoder_input), out
+
+    # -- training ---------------------------------------------------------------------------------------
+    def autoencoder_loss(self, x: torch.Tensor):
+        """(loss to backpropagate, logs) of one batch; the estimator decides how the decoder is run."""
+        out = self.quantizer(self.encode(x))
+        backward_loss, rec = out.reconstruction_loss(lambda z: self.reconstruction_loss(x, self.decode(z)))
+        logs = {"rec_loss": float(rec.detach()), "aux_loss": float(out.aux_loss.detach()), **out.statistics()}
+        return backward_loss + out.aux_loss, logs
+
+    def configure_optimizers(self, training):
+        return {"autoencoder": adamw(self.parameters(), training)}
+
+    def training_step(self, batch, ctx, optimizers):
+        with ctx.autocast():
+            loss, logs = self.autoencoder_loss(batch)
+        backward_and_step(loss, optimizers["autoencoder"], ctx.grad_clip)
+        logs["loss"] = float(loss.detach())
+        return logs
+
+    # -- evaluation -------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def evaluate(self, batches) -> dict[str, float]:
+        """Validation metrics over an iterable of batches (README "Metrics" gives each definition)."""
+        totals = {"val_rec_loss": 0.0, "val_psnr": 0.0, "val_quant_error": 0.0, "val_usage_batch": 0.0}
+        counts = torch.zeros(self.quantizer.num_codes)
+        n_batches = 0
+        for x in batches:
+            x_hat, out = self(x)
+            stats = out.statistics()
+            totals["val_rec_loss"] += float(self.reconstruction_loss(x, x_hat))
+            totals["val_psnr"] += float(psnr(x.float(), x_hat.float()))
+            totals["val_quant_error"] += stats["quant_error"]
+            totals["val_usage_batch"] += stats["usage_batch"]
+            counts += torch.bincount(out.indices.reshape(-1).cpu(), minlength=self.quantizer.num_codes).float()
+            n_batches += 1
+        if n_batches == 0:
+            raise ValueError("evaluate() got no validation batches")
+        metrics = {key: value / n_batches for key, value in totals.items()}
+        probs = counts / counts.sum()
+        nonzero = probs[probs > 0]
+        metrics["val_usage"] = float((counts > 0).float().mean())
+        metrics["val_dead_codes"] = float((counts == 0).float().mean())
+        metrics["val_perplexity"] = float(math.exp(float(-(nonzero * nonzero.log()).sum())))
+        return metrics

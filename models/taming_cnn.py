@@ -1,0 +1,121 @@
+"""The taming-transformers convolutional encoder and decoder (Esser et al. 2021), used by the paper's VQ-VAE
+(Table 8) and VQGAN (Table 9) settings: residual blocks with GroupNorm and swish, a channel multiplier per
+resolution level, optional self-attention at chosen resolutions, and a mid block (res, attn, res).
+Each level but the last halves the resolution, so the latent is input / 2^(len(channel_mult) − 1).
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+def group_norm(channels: int) -> nn.GroupNorm:
+    """GroupNorm with 32 groups where the channels allow (taming's choice), fewer for small CPU models."""
+    return nn.GroupNorm(math.gcd(32, channels), channels, eps=1e-6)
+
+
+class ResnetBlock(nn.Module):
+    def __init__(self, in_channels: int, out_channels: int, dropout: float = 0.0):
+        super().__init__()
+        self.norm1 = group_norm(in_channels)
+        self.conv1 = nn.Conv2d(in_channels, out_channels, 3, padding=1)
+        self.norm2 = group_norm(out_channels)
+        self.dropout = nn.Dropout(dropout)
+        self.conv2 = nn.Conv2d(out_channels, out_channels, 3, padding=1)
+        self.shortcut = nn.Conv2d(in_channels, out_channels, 1) if in_channels != out_channels else nn.Identity()
+
+    def forward(self, x):
+        h = self.conv1(F.silu(self.norm1(x)))
+        h = self.conv2(self.dropout(F.silu(self.norm2(h))))
+        return self.shortcut(x) + h
+
+
+class AttentionBlock(nn.Module):
+    """Single-head spatial self-attention with a residual connection."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.norm = group_norm(channels)
+        self.qkv = nn.Conv2d(channels, 3 * channels, 1)
+        self.proj = nn.Conv2d(channels, channels, 1)
+
+    def forward(self, x):
+        b, c, h, w = x.shape
+        q, k, v = self.qkv(self.norm(x)).reshape(b, 3, c, h * w).unbind(1)
+        out = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2))
+        return x + self.proj(out.transpose(1, 2).reshape(b, c, h, w))
+
+
+class Encoder(nn.Module):
+    def __init__(self, in_channels, channels, channel_mult, num_res_blocks, attn_resolutions, resolution,
+                 z_channels, dropout=0.0):
+        super().__init__()
+        self.conv_in = nn.Conv2d(in_channels, channels, 3, padding=1)
+        blocks: list[nn.Module] = []
+        current = resolution
+        block_in = channels
+        for level, mult in enumerate(channel_mult):
+            block_out = channels * mult
+            for _ in range(num_res_blocks):
+                blocks.append(ResnetBlock(block_in, block_out, dropout))
+                block_in = block_out
+                if current in attn_resolutions:
+                    blocks.append(AttentionBlock(block_in))
+            if level != len(channel_mult) - 1:
+                blocks.append(nn.Conv2d(block_in, block_in, 3, stride=2, padding=1))
+                current //= 2
+        self.down = nn.Sequential(*blocks)
+        self.mid = nn.Sequential(ResnetBlock(block_in, block_in, dropout), AttentionBlock(block_in),
+                                 ResnetBlock(block_in, block_in, dropout))
+        self.norm_out = group_norm(block_in)
+        self.conv_out = nn.Conv2d(block_in, z_channels, 3, padding=1)
+
+    def forward(self, x):
+        h = self.mid(self.down(self.conv_in(x)))
+        return self.conv_out(F.silu(self.norm_out(h)))
+
+
+class Upsample(nn.Module):
+    def __init__(self, channels: int):
+        super().__init__()
+        self.conv = nn.Conv2d(channels, channels, 3, padding=1)
+
+    def forward(self, x):
+        return self.conv(F.interpolate(x, scale_factor=2.0, mode="nearest"))
+
+
+class Decoder(nn.Module):
+    def __init__(self, out_channels, channels, channel_mult, num_res_blocks, attn_resolutions, resolution,
+                 z_channels, dropout=0.0):
+        super().__init__()
+        block_in = channels * channel_mult[-1]
+        current = resolution // 2 ** (len(channel_mult) - 1)
+        self.conv_in = nn.Conv2d(z_channels, block_in, 3, padding=1)
+        self.mid = nn.Sequential(ResnetBlock(block_in, block_in, dropout), AttentionBlock(block_in),
+                                 ResnetBlock(block_in, block_in, dropout))
+        blocks: list[nn.Module] = []
+        for level in reversed(range(len(channel_mult))):
+            block_out = channels * channel_mult[level]
+            for _ in range(num_res_blocks + 1):
+                blocks.append(ResnetBlock(block_in, block_out, dropout))
+                block_in = block_out
+                if current in attn_resolutions:
+                    blocks.append(AttentionBlock(block_in))
+            if level != 0:
+                blocks.append(Upsample(block_in))
+                current *= 2
+        self.up = nn.Sequential(*blocks)
+        self.norm_out = group_norm(block_in)
+        self.conv_out = nn.Conv2d(block_in, out_channels, 3, padding=1)
+
+    def forward(self, z):
+        h = self.up(self.mid(self.conv_in(z)))
+        return self.conv_out(F.silu(self.norm_out(h)))
+
+    @property
+    def last_layer(self) -> torch.Tensor:
+        """The weight the VQGAN's adaptive discriminator weight is computed at."""
+        return self.conv_out.weight
