@@ -50,9 +50,10 @@ def run_status(out: Path, spec: RunSpec) -> str | None:
 
 
 def execute_run(spec: RunSpec, out: str | Path, force: bool = False, progress: bool = True,
-                extra: dict | None = None) -> dict | None:
+                extra: dict | None = None, should_stop=None) -> dict | None:
     """Run `spec` unless it is finished (or locked by another process); return its record (None if skipped
-    because another process holds it). `extra` is merged into the record (e.g. the SLURM job id)."""
+    because another process holds it). `extra` is merged into the record (e.g. the SLURM job id);
+    `should_stop` is passed to train_run (preemption)."""
     directory = store.run_dir(out, spec.suite, spec.run_id)
     with store.RunLock(directory) as lock:
         if not lock.acquired:
@@ -73,7 +74,7 @@ def execute_run(spec: RunSpec, out: str | Path, force: bool = False, progress: b
         store.write_json(directory / store.RECORD, record)
         label = " ".join(f"{k}={v}" for k, v in spec.label.items())
         try:
-            result = train_run(spec.config, directory, progress=progress, label=label)
+            result = train_run(spec.config, directory, progress=progress, label=label, should_stop=should_stop)
         except Exception:  # noqa: BLE001 — any failure is recorded, the suite goes on
             record.update(status="error", traceback=traceback.format_exc(), finished=_now())
         else:

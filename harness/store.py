@@ -19,6 +19,7 @@ import pandas as pd
 RECORD = "record.json"
 HISTORY = "history.csv"
 CHECKPOINT = "checkpoint.pt"
+ARTIFACTS = "artifacts.json"
 FINISHED = "finished"
 #: Statuses that end a run for good: a re-run skips only `finished`; the rest are retried (failed) or
 #: resumed from their checkpoint (interrupted).

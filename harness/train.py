@@ -104,8 +104,13 @@ def _mean_last(history: list[dict], key: str, window: int) -> float | None:
     return float(np.mean(values)) if values else None
 
 
-def train_run(config: dict, directory: Path, progress: bool = True, label: str = "") -> RunResult:
-    """Train the run described by the resolved `config`, writing checkpoint and history into `directory`."""
+def train_run(config: dict, directory: Path, progress: bool = True, label: str = "",
+              should_stop=None) -> RunResult:
+    """Train the run described by the resolved `config`, writing checkpoint and history into `directory`.
+
+    `should_stop()` is polled at every step boundary (the SLURM executor sets it on preemption or time-out):
+    when it returns True the run checkpoints and returns with status `preempted`, to be resumed later.
+    """
     started = time.time()
     training = config_module.build(config_module.TrainingConfig, config["training"])
     metrics_cfg = config_module.build(config_module.MetricsConfig, config.get("metrics", {}))
@@ -203,6 +208,10 @@ def train_run(config: dict, directory: Path, progress: bool = True, label: str =
         if (step + 1) % training.checkpoint_every == 0 and step + 1 < steps:
             save(step + 1)
         bar.update(1)
+        if should_stop is not None and step + 1 < steps and should_stop():
+            save(step + 1)
+            bar.close()
+            return RunResult("preempted", step + 1, {"steps": step + 1})
     bar.close()
 
     final = evaluate(steps)
@@ -222,6 +231,8 @@ def train_run(config: dict, directory: Path, progress: bool = True, label: str =
         notes["fidelity"] = note
     metrics["steps"] = steps
     metrics["wall_time_s"] = elapsed_before + time.time() - started
+    if hasattr(model, "artifacts"):  # e.g. point snapshots of the synthetic problems (README "Figures")
+        store.write_json(Path(directory) / store.ARTIFACTS, model.artifacts())
     save(steps)
     return RunResult("finished", steps, metrics, notes)
 
