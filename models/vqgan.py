@@ -123,7 +123,6 @@ class AdversarialVQAutoencoder(VQAutoencoder):
             if params.disc_weight > 0 else None
         )
         self.perceptual = LPIPS(params.perceptual_weights) if params.perceptual_weight > 0 else None
-        self._validation_objective: list[float] | None = None
 
     @classmethod
     def check_params(cls, params) -> list[str]:
@@ -158,16 +157,12 @@ class AdversarialVQAutoencoder(VQAutoencoder):
         return loss
 
     def reconstruction_loss(self, x: torch.Tensor, x_hat: torch.Tensor) -> torch.Tensor:
-        """The reconstruction objective the estimator (and the gradient diagnostics) see: L_rec.
+        """The reconstruction objective the estimator (and the gradient diagnostics) see: L_rec."""
+        return self.generator_reconstruction(x, x_hat)
 
-        Inside `evaluate` it returns the MSE instead (val_rec_loss stays MSE, NOTES.md §3) and records L_rec
-        for val_loss.
-        """
-        objective = self.generator_reconstruction(x, x_hat)
-        if self._validation_objective is None:
-            return objective
-        self._validation_objective.append(float(objective))
-        return F.mse_loss(x_hat.float(), x.float())
+    def validation_losses(self, x: torch.Tensor, x_hat: torch.Tensor) -> dict[str, float]:
+        """val_rec_loss stays the MSE (NOTES.md §3); val_loss is the generator's L_rec (pixel + perceptual)."""
+        return {**super().validation_losses(x, x_hat), "val_loss": float(self.generator_reconstruction(x, x_hat))}
 
     @property
     def last_layer(self) -> torch.Tensor:
@@ -238,20 +233,6 @@ class AdversarialVQAutoencoder(VQAutoencoder):
             backward_and_step(d_loss, optimizers["discriminator"], ctx.grad_clip)
             logs.update(d_logs)
         return logs
-
-    # -- evaluation ---------------------------------------------------------------------------------------
-    @torch.no_grad()
-    def evaluate(self, batches) -> dict[str, float]:
-        """VQAutoencoder's metrics (val_rec_loss = MSE) plus val_loss = the generator's L_rec (pixel + perceptual)."""
-        self._validation_objective = []
-        try:
-            metrics = super().evaluate(batches)
-            values = self._validation_objective
-        finally:
-            self._validation_objective = None
-        metrics["val_loss"] = sum(values) / len(values)
-        return metrics
-
 
 # ------------------------------------------------------------------------------------------------------
 # The taming VQGAN
