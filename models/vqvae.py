@@ -33,12 +33,12 @@ def _table8(lookup: str, codes: int, latent_dim: int, channel_mult: list, lr: fl
 
 PRESETS = {
     "cpu": {
-        "model": {"resolution": 32, "channels": 32, "channel_mult": [1, 2], "num_res_blocks": 1,
+        "model": {"resolution": 32, "channels": 16, "channel_mult": [1, 2, 2], "num_res_blocks": 1,
                   "attn_resolutions": [], "num_codes": 256, "latent_dim": 16, "lookup": "euclidean",
                   "codebook_learning": "ema", "ema_decay": 0.8, "beta": 1.0},
         "training": {"lr": 1e-3, "weight_decay": 0.0, "betas": [0.9, 0.99], "batch_size": 64,
                      "warmup_steps": 50, "schedule": "cosine"},
-        "source": "small CPU setting of this harness (32×32 patches → 16×16×16 latents, K=256), not the paper",
+        "source": "small CPU setting of this harness (32×32 patches → 8×8×16 latents, K=256), not the paper",
     },
     "paper_cosine_1024x32": _table8("cosine", 1024, 32, [1, 1, 2, 2, 4], 1e-4, 1e-4, 25),
     "paper_cosine_8192x3": _table8("cosine", 8192, 3, [1, 2, 4], 1e-4, 1e-4, 20),
