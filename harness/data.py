@@ -25,6 +25,7 @@ digits           scikit-learn's 8x8 digits, upsampled
 image_folder     ImageNet / FFHQ style folder of images
 cifar10          the CIFAR-10 python pickle batches
 video_folder     .npy/.npz clip arrays or folders of frames (BAIR, UCF-101 as frames)
+synthetic        item indices for the synthetic problems of models/synthetic.py (kind "points")
 
 The two photo datasets hold photographs out for validation (chosen from ``seed``), so no
 validation pixel is ever seen in training.
@@ -62,6 +63,7 @@ __all__ = [
     "ImageFolder",
     "NaturalPatches",
     "PanningPhotos",
+    "Synthetic",
     "VideoFolder",
     "build_dataset",
     "dataset_kind",
@@ -786,6 +788,40 @@ class Cifar10(Dataset):
 
 
 # --------------------------------------------------------------------------------------
+# synthetic (points)
+# --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SyntheticParams:
+    """synthetic: size (int, 1) items per split."""
+
+    size: int = _param(1, _AT_LEAST_1)
+
+
+class Synthetic(Dataset):
+    """Item i is the int64 scalar tensor i, for the synthetic problems of models/synthetic.py.
+
+    Those families (Himmelblau, the shifted Figure 4 points, the 2-D gradient fields) own their
+    points, drawn from the run seed, and take every point at every step; a batch only counts the
+    step. The dataset exists because every run names one: its kind "points" is what a points
+    family declares as its data_kind, so a suite cannot pair it with an image family.
+    """
+
+    Params: ClassVar[type] = SyntheticParams
+    kind: ClassVar[str] = "points"
+
+    def __init__(self, params: SyntheticParams, split: str, seed: int):
+        self.params = params
+
+    def __len__(self) -> int:
+        return self.params.size
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        return torch.tensor(_check_index(index, len(self)), dtype=torch.long)
+
+
+# --------------------------------------------------------------------------------------
 # Registry
 # --------------------------------------------------------------------------------------
 
@@ -797,6 +833,7 @@ DATASETS: dict[str, type[Dataset]] = {
     "image_folder": ImageFolder,
     "cifar10": Cifar10,
     "video_folder": VideoFolder,
+    "synthetic": Synthetic,
 }
 
 
@@ -830,7 +867,7 @@ def _dataset_class(name: str) -> type[Dataset]:
 
 
 def dataset_kind(name: str) -> str:
-    """What dataset `name` yields: "image" (3, H, W) or "video" (3, T, H, W)."""
+    """What dataset `name` yields: "image" (3, H, W), "video" (3, T, H, W) or "points"."""
     return _dataset_class(name).kind
 
 

@@ -1,0 +1,253 @@
+"""The synthetic problems (models/synthetic.py), their suites and figures (harness/figures.py).
+
+Each suite (appendix_a2, appendix_a4, figures) runs once, through run-suite, into a temporary results folder;
+the tests read its records and artifacts. Paper claims checked: A.2 (Figure 8), A.4 (Figure 10), §3 Figure 2
+and §4.3 Figures 4-5. The whole file takes seconds on two CPU cores.
+"""
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import estimators
+import models.synthetic  # noqa: F401  (registers the families until models/__init__.py imports it)
+from harness import data as data_module
+from harness import store
+from harness.cli import run_suite_main
+from harness.diagnostics import supports_diagnostics
+from harness.figures import FIGURES
+from harness.suite import SuiteError, load_suite
+from harness.train import train_run
+from models.synthetic import Himmelblau, HimmelblauParams, PointsShift, PointsShiftParams, Toy2DField, Toy2DFieldParams
+
+SUITES = Path(__file__).resolve().parent.parent / "suites"
+SUITE_FIGURES = {"appendix_a2": ["himmelblau_panels"], "appendix_a4": ["shift_cosine"],
+                 "figures": ["gradient_fields", "push_pull"]}
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """The problems are tiny: one thread avoids OpenMP overhead that dominates on a busy 2-core machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory, one_thread):
+    """results(suite) -> (suite folder, results table), running the suite through run-suite once."""
+    out = tmp_path_factory.mktemp("results")
+    cache: dict[str, tuple[Path, object]] = {}
+
+    def get(name: str):
+        if name not in cache:
+            code = run_suite_main([str(SUITES / f"{name}.yaml"), "--out", str(out), "--no-progress"])
+            assert code == 0
+            directory = store.suite_dir(out, name)
+            df = store.load_results(directory)
+            assert (df["status"] == store.FINISHED).all()
+            cache[name] = (directory, df)
+        return cache[name]
+
+    return get
+
+
+def artifacts(directory: Path, run_id: str) -> dict:
+    return json.loads((directory / "runs" / run_id / store.ARTIFACTS).read_text())
+
+
+def by_label(directory: Path, df, *columns: str) -> dict:
+    """{(values of columns...): artifacts} for every run."""
+    return {tuple(row[c] for c in columns): artifacts(directory, row["run_id"]) for _, row in df.iterrows()}
+
+
+# -- the dataset and the suite checks -------------------------------------------------------------------
+
+def test_synthetic_dataset_counts_items():
+    dataset = data_module.build_dataset("synthetic", {"size": 3}, "train", seed=0)
+    assert data_module.dataset_kind("synthetic") == "points"
+    assert len(dataset) == 3
+    assert [int(dataset[i]) for i in range(3)] == [0, 1, 2]
+    assert dataset[0].dtype == torch.long
+    with pytest.raises(IndexError):
+        dataset[3]
+    problems = data_module.validate_dataset_params("synthetic", {"size": 0, "points": 4})
+    assert any("at least 1" in p for p in problems) and any("'points'" in p for p in problems)
+
+
+def test_suites_pair_points_families_with_points_data_and_refuse_sampling():
+    for name in SUITE_FIGURES:
+        suite = load_suite(SUITES / f"{name}.yaml")
+        assert suite.runs and suite.report["figures"] == SUITE_FIGURES[name]
+        assert set(load_suite(SUITES / f"{name}.yaml", profile="paper").raw["profiles"]) == {"cpu", "paper"}
+    with pytest.raises(SuiteError, match="needs points data"):
+        load_suite(SUITES / "appendix_a2.yaml", overrides=["data.name=digits"])
+    with pytest.raises(SuiteError, match="cannot be used with family"):
+        load_suite(SUITES / "appendix_a2.yaml", overrides=["estimator.name=gumbel"])
+
+
+def test_points_families_have_no_gradient_diagnostics():
+    for family, params in ((Himmelblau, HimmelblauParams()), (PointsShift, PointsShiftParams()),
+                           (Toy2DField, Toy2DFieldParams())):
+        assert not supports_diagnostics(family(params, estimators.get("rotation")))
+
+
+# -- A.2: Himmelblau --------------------------------------------------------------------------------------
+
+def test_himmelblau_same_initialisation_for_both_estimators(results):
+    directory, df = results("appendix_a2")
+    runs = by_label(directory, df, "config.seed", "config.estimator.name")
+    seeds = sorted({seed for seed, _ in runs})
+    assert len(seeds) >= 2
+    for seed in seeds:
+        ste, rotation = runs[(seed, "ste")], runs[(seed, "rotation")]
+        assert ste["initial_points"] == rotation["initial_points"]
+        assert ste["initial_codebook"] == rotation["initial_codebook"]
+        assert ste["snapshots"][0]["points"] != rotation["snapshots"][0]["points"]  # the estimators do differ
+    assert runs[(seeds[0], "ste")]["initial_points"] != runs[(seeds[1], "ste")]["initial_points"]
+
+
+def test_himmelblau_snapshots_and_progress(results):
+    directory, df = results("appendix_a2")
+    for art in by_label(directory, df, "run_id").values():
+        assert [s["step"] for s in art["snapshots"]] == [33, 66, 100]
+        assert art["updates"] == 100
+        assert art["minima"][0] == [3.0, 2.0] and len(art["minima"]) == 4
+        final = art["snapshots"][-1]
+        # both estimators reduce distortion and the objective at the codes by an order of magnitude
+        assert final["distortion"] < 0.2 * art["initial"]["distortion"]
+        assert final["objective_codes"] < 0.2 * art["initial"]["objective_codes"]
+    assert {"val_distortion", "val_objective_points", "val_objective_codes", "val_usage"} <= set(df.columns)
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "Paper A.2 claims lower distortion for the rotation trick after 100 updates. With this harness's reading "
+    "(256 points uniform in [-5, 5]^2, 16 codes, per-point gradients, EMA 0.8, lr 1e-3) it holds for seed 0 "
+    "only (0.073 vs 0.106); seeds 1 and 2 have the STE lower. Over seeds 0-19 the rotation trick is lower in "
+    "65% of seeds after 33 updates, 40% after 66 and 25% after 100. Not reproduced; see the report."))
+def test_himmelblau_rotation_has_lower_distortion_after_100_updates(results):
+    directory, df = results("appendix_a2")
+    runs = by_label(directory, df, "config.seed", "config.estimator.name")
+    for seed in sorted({seed for seed, _ in runs}):
+        assert runs[(seed, "rotation")]["final"]["distortion"] < runs[(seed, "ste")]["final"]["distortion"], seed
+
+
+@pytest.mark.parametrize("interruption", ["crash", "preemption"])
+def test_himmelblau_resume_gives_identical_snapshots(tmp_path, monkeypatch, one_thread, interruption):
+    """A run stopped after 60 updates and resumed from its checkpoint (the periodic one at 50 after a crash,
+    one at 60 after a preemption) ends with the same snapshots as an uninterrupted run; the snapshot after 33
+    updates comes from the checkpoint."""
+    config = copy.deepcopy(load_suite(SUITES / "appendix_a2.yaml").runs[-1].config)
+    config["training"]["checkpoint_every"] = 25
+    reference = train_run(config, tmp_path / "straight", progress=False)
+    if interruption == "crash":
+        original = Himmelblau.training_step
+
+        def crashing(self, batch, ctx, optimizers):
+            if ctx.step == 60:
+                raise KeyboardInterrupt("simulated crash")
+            return original(self, batch, ctx, optimizers)
+
+        monkeypatch.setattr(Himmelblau, "training_step", crashing)
+        with pytest.raises(KeyboardInterrupt):
+            train_run(config, tmp_path / "resumed", progress=False)
+        monkeypatch.setattr(Himmelblau, "training_step", original)
+        expected_step = 50
+    else:
+        polls = iter(range(1000))
+        stopped = train_run(config, tmp_path / "resumed", progress=False, should_stop=lambda: next(polls) == 59)
+        assert stopped.status == "preempted" and stopped.step == 60
+        expected_step = 60
+    assert torch.load(tmp_path / "resumed" / store.CHECKPOINT, weights_only=False)["step"] == expected_step
+    resumed = train_run(config, tmp_path / "resumed", progress=False)
+    first = json.loads((tmp_path / "straight" / store.ARTIFACTS).read_text())
+    second = json.loads((tmp_path / "resumed" / store.ARTIFACTS).read_text())
+    assert [s["step"] for s in second["snapshots"]] == [33, 66, 100]
+    assert first == second
+    assert resumed.metrics["val_distortion"] == reference.metrics["val_distortion"]
+
+
+# -- A.4: far from the origin -----------------------------------------------------------------------------
+
+def test_points_shift_rotation_tends_to_ste(results):
+    directory, df = results("appendix_a4")
+    runs = by_label(directory, df, "config.estimator.name", "config.model.shift")
+    shifts = sorted(shift for name, shift in runs if name == "rotation")
+    assert shifts == [0.0, 1.0, 10.0, 100.0]
+    cosines = [runs[("rotation", shift)]["update_cosine_ste"] for shift in shifts]
+    assert all(a < b for a, b in zip(cosines, cosines[1:])), cosines
+    assert cosines[0] < 0.95 and cosines[-1] > 0.99
+    assert abs(runs[("rotation", 100.0)]["update_norm_ratio"] - 1.0) < 1e-3
+    for shift in shifts:
+        assert runs[("ste", shift)]["update_cosine_ste"] == pytest.approx(1.0, abs=1e-6)
+    art = runs[("rotation", 10.0)]
+    assert len(art["points"]) == len(art["estimator_updates"]) == len(art["ste_updates"]) == len(art["cosine"])
+
+
+# -- §3 Figure 2, §4.3 Figures 4-5 ------------------------------------------------------------------------
+
+def cell_deviation(art: dict) -> float:
+    """Largest deviation of the estimator's field from its mean within a cell, relative to the mean norm."""
+    field, cells = np.asarray(art["estimator_field"]), np.asarray(art["assignments"])
+    worst = max(np.abs(field[cells == k] - field[cells == k].mean(0)).max() for k in np.unique(cells))
+    return worst / np.linalg.norm(field, axis=1).mean()
+
+
+def test_ste_field_is_a_checkerboard_and_rotation_is_not(results):
+    directory, df = results("figures")
+    fields = {key: art for key, art in by_label(directory, df, "config.estimator.name", "config.model.figure",
+                                                "config.model.function").items() if key[1] == "field"}
+    for function in ("quadratic", "log_tanh"):
+        ste, rotation = fields[("ste", "field", function)], fields[("rotation", "field", function)]
+        assert len(np.unique(ste["assignments"])) == 16
+        assert cell_deviation(ste) < 1e-6
+        np.testing.assert_allclose(ste["estimator_field"], ste["ste_field"], rtol=1e-6, atol=1e-6)
+        assert cell_deviation(rotation) > 0.1
+        assert rotation["field_within_cell_spread"] > 0.1 and ste["field_within_cell_spread"] < 1e-6
+    # for f = x² + y², λRᵀ∇f(q) = 2‖q‖²/‖e‖·ê is parallel to the exact gradient 2e
+    assert fields[("rotation", "field", "quadratic")]["field_cosine_exact"] > 0.9999
+
+
+def test_push_pull_within_a_cell(results):
+    directory, df = results("figures")
+    runs = {key[0]: art for key, art in by_label(directory, df, "config.estimator.name",
+                                                  "config.model.figure").items() if key[1] == "push_pull"}
+    for direction in ("along", "against"):
+        assert np.abs(runs["ste"][f"{direction}_change"]).max() < 1e-6
+    rotation = runs["rotation"]
+    assert rotation["distance_change_along_wide"] > 0.05  # pushed away when the step points along q
+    assert rotation["distance_change_against_wide"] < -0.05  # pulled in when it points against q
+
+
+def test_decoder_aware_estimators_on_the_toy_problems():
+    exact = Toy2DField(Toy2DFieldParams(function="log_tanh", resolution=8), estimators.get("exact"))
+    field = exact.field()
+    torch.testing.assert_close(field["estimator"], field["exact"], rtol=1e-4, atol=1e-4)
+    hessian = Toy2DField(Toy2DFieldParams(figure="push_pull", resolution=8), estimators.get("hessian"))
+    assert hessian.metrics()["distance_change_along"] == pytest.approx(0.0, abs=1e-6)  # linear: Hessian 0
+    shift = PointsShift(PointsShiftParams(shift=1.0), estimators.get("hessian"))
+    assert shift.metrics()["update_cosine_ste"] == pytest.approx(1.0, abs=1e-6)
+
+
+# -- figures ------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("suite", sorted(SUITE_FIGURES))
+def test_figures_write_png_and_pdf(results, suite):
+    directory, df = results(suite)
+    for name in FIGURES:
+        paths = FIGURES[name](directory, df)
+        if name not in SUITE_FIGURES[suite]:
+            assert paths == [], name
+            continue
+        assert {p.suffix for p in paths} >= {".png", ".pdf"}
+        assert all(p.exists() and p.stat().st_size > (1000 if p.suffix in (".png", ".pdf") else 0) for p in paths)
+        assert all(p.parent == directory for p in paths)
+    if suite == "appendix_a2":
+        table = (directory / "himmelblau_table.csv").read_text()
+        assert "distortion_mean" in table and "objective_codes_mean" in table
