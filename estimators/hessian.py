@@ -23,9 +23,12 @@ class HessianApproximation(DecoderAwareEstimator):
         if not (torch.is_grad_enabled() and e.requires_grad):
             return loss, loss
         (g,) = torch.autograd.grad(loss, z, create_graph=True)
-        if not g.requires_grad:  # the loss is linear in z: the Hessian is zero, the STE gradient is exact
-            return loss, loss
         direction = (e - q.to(e.dtype)).detach()
-        (hessian_times_direction,) = torch.autograd.grad(g, z, grad_outputs=direction, retain_graph=True)
+        hessian_times_direction = None
+        if g.requires_grad:
+            (hessian_times_direction,) = torch.autograd.grad(g, z, grad_outputs=direction, retain_graph=True,
+                                                             allow_unused=True)
+        if hessian_times_direction is None:  # the loss is affine in z: zero Hessian, the STE gradient is exact
+            return loss, loss
         correction = (e * hessian_times_direction.detach()).sum()
         return loss + (correction - correction.detach()), loss

@@ -47,7 +47,8 @@ def estimator_class(name: str):
 def parameter_names(name: str) -> list[str]:
     """The keyword parameters the estimator `name` accepts."""
     signature = inspect.signature(estimator_class(name).__init__)
-    return [p for p in signature.parameters if p != "self"]
+    variadic = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
+    return [n for n, p in signature.parameters.items() if n != "self" and p.kind not in variadic]
 
 
 def get(name: str, **params):
