@@ -11,12 +11,40 @@ Degenerate points (fallbacks, all finite):
 * ‖e‖ < EPS or ‖q‖ < EPS: ê or q̂ is undefined; the token falls back to the straight-through gradient g.
 * 1 + c < EPS (e opposite q): r is undefined; the rrᵀ term is dropped, leaving R = I + 2q̂êᵀ, which for
   ê = −q̂ is the reflection I − 2q̂q̂ᵀ: it still maps ê to q̂ and the gradient stays finite.
+
+Cost (benchmarks/bench_estimators.py): two norms and three per-token dot products (one read of e, q, g
+each per reduction, no (N, D) temporaries), arithmetic on (N, 1) scalars, and one (N, D) output written by
+a multiply and two in-place fused multiply-adds. Only the output is a new (N, D) buffer: on the CPU a fresh
+large buffer costs page faults comparable to a full pass over memory, so none is allocated in between.
 """
 from __future__ import annotations
 
 import torch
 
 from .base import EPS
+
+#: Per-token dot products go through the CPU's batched-matmul kernel (one pass, no temporary) only when the
+#: contraction is short enough for PyTorch's plain-loop kernel (contraction × 1 × 1 < 400), which is exact
+#: float32 accumulation whatever the matmul precision settings; otherwise `linalg.vecdot` (mul + sum).
+_PLAIN_BMM_MAX_DIM = 399
+
+
+def _fp32_matmul_is_exact() -> bool:
+    if torch.get_float32_matmul_precision() != "highest":
+        return False
+    mkldnn_matmul = getattr(torch.backends.mkldnn, "matmul", None)
+    precision = getattr(mkldnn_matmul, "fp32_precision", "none")
+    return precision in ("none", "ieee")
+
+
+def row_dot(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Per-row dot products (N, 1) of x, y (N, D), in their dtype (float32 accumulation for float32)."""
+    if (x.device.type == "cpu" and x.shape[-1] <= _PLAIN_BMM_MAX_DIM and x.dtype in (torch.float32, torch.float64)
+            and _fp32_matmul_is_exact()):
+        # (N, 1, D) @ (N, D, 1): reads each operand once and writes N scalars, where vecdot would first
+        # write an (N, D) product (a fresh buffer, i.e. page faults, for large N·D).
+        return torch.bmm(x.unsqueeze(-2), y.unsqueeze(-1)).view(x.shape[0], 1)
+    return torch.linalg.vecdot(x, y, dim=-1).unsqueeze(-1)
 
 
 def token_norms(e: torch.Tensor, q: torch.Tensor):
@@ -26,6 +54,25 @@ def token_norms(e: torch.Tensor, q: torch.Tensor):
     return e_norm, q_norm, (e_norm > EPS) & (q_norm > EPS)
 
 
+def _combine(g, e, q, coef_g, coef_e, coef_q, valid):
+    """coef_g·g + coef_e·e + coef_q·q (coef_g None means 1), and g itself on the tokens that are not `valid`.
+
+    One new (N, D) buffer, filled by a multiply (or the first fused multiply-add) and updated in place. The
+    per-token order of operations is (coef_g·g + coef_e·e) + coef_q·q, as two chained `addcmul`s would do.
+    """
+    if coef_g is None:
+        out = torch.addcmul(g, e, coef_e)
+    else:
+        out = torch.mul(g, coef_g)
+        out.addcmul_(e, coef_e)
+    out.addcmul_(q, coef_q)
+    # Skip the masked copy when every token is regular (the usual case); the check is a device sync, so on
+    # accelerators the copy is done unconditionally (it is cheap there).
+    if out.device.type != "cpu" or not bool(valid.all()):
+        torch.where(valid, out, g, out=out)
+    return out
+
+
 def rotation_backward(g, e, q, scale: str = "norm_ratio", radial_removed: bool = False):
     """s·Rᵀg for tokens (N, D), with s chosen by `scale` (A.9.2).
 
@@ -33,35 +80,41 @@ def rotation_backward(g, e, q, scale: str = "norm_ratio", radial_removed: bool =
     "inverse_sq_distance" (γ = 1/(8‖q − e‖²), A.9.2; ‖q − e‖² is floored at EPS).
     radial_removed: return λ(I − êêᵀ)Rᵀg, the gradient of ‖q‖·sg(R)·ê (the authors' VQGAN scripts).
     """
+    if scale not in ("norm_ratio", "one", "inverse_sq_distance"):
+        raise ValueError(f"unknown scale {scale!r}; valid: norm_ratio, one, inverse_sq_distance")
     e_norm, q_norm, valid = token_norms(e, q)
     safe_e = e_norm.clamp_min(EPS)
     safe_q = q_norm.clamp_min(EPS)
-    e_dot_g = torch.linalg.vecdot(e, g, dim=-1).unsqueeze(-1)
-    q_dot_g = torch.linalg.vecdot(q, g, dim=-1).unsqueeze(-1)
-    cos = torch.linalg.vecdot(e, q, dim=-1).unsqueeze(-1) / (safe_e * safe_q)
+    e_dot_g = row_dot(e, g)
+    q_dot_g = row_dot(q, g)
+    cos = row_dot(e, q).div_(safe_e * safe_q)
     a = e_dot_g / safe_e
     b = q_dot_g / safe_q
-    one_plus_cos = 1.0 + cos
-    k = torch.where(one_plus_cos > EPS, (a + b) / one_plus_cos.clamp_min(EPS), torch.zeros_like(a))
+    one_plus_cos = cos + 1.0
+    k = torch.where(one_plus_cos > EPS, a.add_(b).div_(one_plus_cos.clamp_min(EPS)), 0.0)
 
     if scale == "norm_ratio":
         s = safe_q / safe_e
     elif scale == "one":
-        s = torch.ones_like(e_norm)
-    elif scale == "inverse_sq_distance":
+        s = None
+    else:
         sq_distance = (e_norm * e_norm + q_norm * q_norm - 2.0 * cos * e_norm * q_norm).clamp_min(EPS)
         s = 1.0 / (8.0 * sq_distance)
-    else:
-        raise ValueError(f"unknown scale {scale!r}; valid: norm_ratio, one, inverse_sq_distance")
 
-    coef_e = s * (2.0 * b - k) / safe_e
-    coef_q = -s * k / safe_q
+    # coef_e = s(2b − k)/‖e‖, coef_q = −s·k/‖q‖
+    two_b_minus_k = b.mul_(2.0).sub_(k)
+    if s is None:
+        coef_e = two_b_minus_k.div_(safe_e)
+        coef_q = k.div(safe_q).neg_()
+    else:
+        coef_e = two_b_minus_k.mul_(s).div_(safe_e)
+        coef_q = (-s).mul_(k).div_(safe_q)
     if radial_removed:
         # v = s·Rᵀg = s·g + coef_e·e + coef_q·q; subtract e(eᵀv)/‖e‖² by adjusting coef_e.
-        e_dot_v = s * e_dot_g + coef_e * e_norm * e_norm + coef_q * cos * e_norm * q_norm
+        s_e_dot_g = e_dot_g if s is None else s * e_dot_g
+        e_dot_v = s_e_dot_g + coef_e * e_norm * e_norm + coef_q * cos * e_norm * q_norm
         coef_e = coef_e - e_dot_v / (safe_e * safe_e)
-    grad = torch.addcmul(torch.addcmul(s * g, coef_e, e), coef_q, q)
-    return torch.where(valid, grad, g)
+    return _combine(g, e, q, s, coef_e, coef_q, valid)
 
 
 def reflection_backward(g, e, q):
@@ -73,11 +126,11 @@ def reflection_backward(g, e, q):
     e_norm, q_norm, valid = token_norms(e, q)
     safe_e = e_norm.clamp_min(EPS)
     safe_q = q_norm.clamp_min(EPS)
-    cos = torch.linalg.vecdot(e, q, dim=-1).unsqueeze(-1) / (safe_e * safe_q)
-    a = torch.linalg.vecdot(e, g, dim=-1).unsqueeze(-1) / safe_e
-    b = torch.linalg.vecdot(q, g, dim=-1).unsqueeze(-1) / safe_q
+    cos = row_dot(e, q).div_(safe_e * safe_q)
+    a = row_dot(e, g).div_(safe_e)
+    b = row_dot(q, g).div_(safe_q)
     one_minus_cos = 1.0 - cos
-    k = torch.where(one_minus_cos > EPS, (a - b) / one_minus_cos.clamp_min(EPS), torch.zeros_like(a))
+    k = torch.where(one_minus_cos > EPS, a.sub_(b).div_(one_minus_cos.clamp_min(EPS)), 0.0)
     lam = safe_q / safe_e
-    grad = torch.addcmul(torch.addcmul(lam * g, -lam * k / safe_e, e), lam * k / safe_q, q)
-    return torch.where(valid, grad, g)
+    lam_k = lam * k
+    return _combine(g, e, q, lam, lam_k.div(safe_e).neg_(), lam_k.div_(safe_q), valid)

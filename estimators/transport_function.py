@@ -1,7 +1,10 @@
 """One autograd function for every transport estimator whose Jacobian is a constant (detached) matrix.
 
 Forward: the decoder input is exactly q (in e's dtype) — a transport estimator never changes the forward
-value (paper §4.1). Backward: ``grad_e = backward_map(g, e, q)``, computed in float32 and returned in e's
+value (paper §4.1). When q already has e's dtype the forward is free: q itself is returned (autograd hands
+out an alias of it, so the decoder input must not be modified in place — autograd refuses that with an
+error; q is the detached codebook gather and is never written to). Otherwise it is q converted to e's
+dtype. Backward: ``grad_e = backward_map(g, e, q)``, computed in float32 and returned in e's
 dtype; nothing flows to q. Doing the backward by hand lets each estimator use its closed form with
 per-token scalars (e.g. λRᵀg = λg + αe + βq, §4.2) instead of building D×D matrices or N×D temporaries.
 """
@@ -17,13 +20,16 @@ class _ConstantJacobianTransport(torch.autograd.Function):
     def forward(ctx, e, q, backward_map):
         ctx.save_for_backward(e, q)
         ctx.backward_map = backward_map
-        return q.detach().to(dtype=e.dtype, copy=True)
+        if q.dtype == e.dtype:
+            return q  # no copy: the output aliases q (see the module docstring)
+        return q.to(dtype=e.dtype)
 
     @staticmethod
     def backward(ctx, g):
         e, q = ctx.saved_tensors
+        e32 = at_least_float32(e)
         with float32_arithmetic(e.device.type):
-            grad_e = ctx.backward_map(at_least_float32(g), at_least_float32(e), at_least_float32(q).to(at_least_float32(e).dtype))
+            grad_e = ctx.backward_map(at_least_float32(g).to(e32.dtype), e32, q.to(e32.dtype))
         return grad_e.to(e.dtype), None, None
 
 

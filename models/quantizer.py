@@ -190,6 +190,7 @@ class VectorQuantizer(nn.Module):
     def _ema_update(self, e: torch.Tensor, indices: torch.Tensor) -> None:
         """EMA codebook update (van den Oord et al. 2017, App. A.1) with Laplace smoothing of the counts."""
         decay = self.ema_decay
+        e = e.to(self.embed_sum.dtype)
         counts = torch.bincount(indices, minlength=self.num_codes).to(e.dtype)
         sums = torch.zeros_like(self.embed_sum).index_add_(0, indices, e)
         self.cluster_size.mul_(decay).add_(counts, alpha=1.0 - decay)
