@@ -28,7 +28,15 @@ def names() -> list[str]:
 
 def closest(name: str, choices) -> str | None:
     """The closest valid choice to a misspelt `name`, or None."""
-    match = difflib.get_close_matches(str(name), list(choices), n=1, cutoff=0.5)
+    choices = list(choices)
+    strong = difflib.get_close_matches(str(name), choices, n=1, cutoff=0.8)
+    if strong:
+        return strong[0]
+    parts = str(name).split("_")  # a valid prefix of an underscored name: `lr_rate` -> `lr`
+    for end in range(len(parts) - 1, 0, -1):
+        if "_".join(parts[:end]) in choices:
+            return "_".join(parts[:end])
+    match = difflib.get_close_matches(str(name), choices, n=1, cutoff=0.5)
     return match[0] if match else None
 
 

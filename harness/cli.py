@@ -68,6 +68,11 @@ def run_suite_main(argv: list[str] | None = None) -> int:
         from .executors import run_pool
 
         run_pool(suite.runs, out, args.jobs, force=args.force, progress=progress)
+    if args.executor == "local":  # runs another run-suite process holds: wait until it lets go of them
+        for spec in suite.runs:
+            if run_status(out, spec) == "running":
+                with store.RunLock(store.run_dir(out, spec.suite, spec.run_id), wait=True):
+                    pass
     result = report.write_suite_report(store.suite_dir(out, suite.name), suite=suite)
     print(result["summary"])
     for path in result["files"]:
@@ -88,7 +93,7 @@ def make_report_main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default="results", help="results directory (default: ./results)")
     args = parser.parse_args(argv)
     out = Path(args.out)
-    names = args.suites or sorted(p.parent.parent.name for p in out.glob("*/runs/*/record.json"))
+    names = args.suites or sorted(p.parent.parent.parent.name for p in out.glob("*/runs/*/record.json"))
     status = 0
     for name in dict.fromkeys(names):
         try:

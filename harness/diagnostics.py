@@ -5,8 +5,10 @@
 * obtuse_fraction: fraction of tokens whose angle between e and q exceeds π/2 (the §6 limitation, where the
   rotation trick over-rotates).
 * push_pull: relative change of the mean pairwise distance between tokens that share a code after one
-  normalised gradient step e ← e − η∇_e (η sets the mean step to 1% of the mean ‖e‖): 0 for the STE,
-  > 0 when points are pushed apart, < 0 when pulled together (§4.3, Figure 5).
+  normalised gradient step e ← e − η∇_e (η sets the mean step to 1% of the mean ‖e‖): > 0 when points
+  are pushed apart, < 0 when pulled together (§4.3, Figure 5). Under the STE it is 0 only when tokens of a
+  cell share one gradient (as in §4.3); in a real model each token's decoder gradient differs, so compare
+  an estimator's value with the STE's in the same setting.
 """
 from __future__ import annotations
 
@@ -19,7 +21,10 @@ STEP_FRACTION = 0.01
 
 
 def supports_diagnostics(model) -> bool:
-    return all(hasattr(model, name) for name in ("encode", "decode", "quantizer", "reconstruction_loss"))
+    """Autoencoder families with a deterministic estimator (a sampling estimator has no gradient at a fixed
+    evaluation-mode assignment to compare)."""
+    return (all(hasattr(model, name) for name in ("encode", "decode", "quantizer", "reconstruction_loss"))
+            and model.quantizer.estimator.kind != "sampling")
 
 
 def within_cell_distance(tokens: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:

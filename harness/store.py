@@ -98,10 +98,14 @@ def save_checkpoint(path: Path, state: dict) -> None:
 
 
 class RunLock:
-    """An exclusive, non-blocking flock on a run folder; `acquired` says whether this process holds it."""
+    """An exclusive flock on a run folder; `acquired` says whether this process holds it.
 
-    def __init__(self, directory: Path):
+    Non-blocking by default (a run another process holds is skipped); `wait=True` blocks until it is free.
+    """
+
+    def __init__(self, directory: Path, wait: bool = False):
         self.path = Path(directory) / ".lock"
+        self.wait = wait
         self.acquired = False
         self._handle = None
 
@@ -109,7 +113,7 @@ class RunLock:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._handle = open(self.path, "a+")
         try:
-            fcntl.flock(self._handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(self._handle.fileno(), fcntl.LOCK_EX | (0 if self.wait else fcntl.LOCK_NB))
             self.acquired = True
         except BlockingIOError:
             self.acquired = False

@@ -163,7 +163,9 @@ def type_problem(value, annotation: str) -> str | None:
             return None
         if option == "dict" and isinstance(value, dict):
             return None
-    expected = " or ".join("null" if o == "None" else ("a number" if o == "float" else f"a {o}") for o in options)
+    article = {"int": "an int"}
+    expected = " or ".join("null" if o == "None" else ("a number" if o == "float" else article.get(o, f"a {o}"))
+                           for o in options)
     return f"expected {expected}, got {value!r} ({type(value).__name__})"
 
 

@@ -45,7 +45,10 @@ class AttentionBlock(nn.Module):
     def forward(self, x):
         b, c, h, w = x.shape
         q, k, v = self.qkv(self.norm(x)).reshape(b, 3, c, h * w).unbind(1)
-        out = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2))
+        # Explicit softmax attention (not scaled_dot_product_attention): it is twice differentiable on the
+        # CPU, which the Hessian estimator's double backward needs.
+        weights = torch.softmax(q.transpose(1, 2) @ k / math.sqrt(c), dim=-1)
+        out = weights @ v.transpose(1, 2)
         return x + self.proj(out.transpose(1, 2).reshape(b, c, h, w))
 
 
