@@ -30,6 +30,9 @@ TOP_KEYS = ("name", "description", "seeds", "base", "profiles", "default_profile
 RUN_SECTIONS = ("model", "estimator", "data", "training", "metrics")
 #: Sections that other modules validate themselves (report generator, slurm executor).
 FREE_SECTIONS = ("paper", "report", "slurm")
+#: Keys a profile may set besides the run sections: they replace the suite's own (e.g. the paper profile
+#: crosses the paper's settings, the cpu profile small stand-ins).
+PROFILE_EXPANSION_KEYS = ("seeds", "grid", "zip", "exclude")
 
 
 class SuiteError(ValueError):
@@ -208,15 +211,17 @@ def _check_fields(problems: _Problems, where: str, values: dict, types: dict, se
                          + (f"; did you mean {hint!r}?" if hint else ""))
 
 
-def _check_sections_shape(problems: _Problems, where: str, layer) -> None:
+def _check_sections_shape(problems: _Problems, where: str, layer, extra_keys: tuple = ()) -> None:
     if layer is None:
         return
     if not isinstance(layer, dict):
         problems.add(where, f"expected a mapping of sections ({', '.join(RUN_SECTIONS)}), got {layer!r}")
         return
     for key, value in layer.items():
+        if key in extra_keys:
+            continue
         if key not in RUN_SECTIONS:
-            problems.unknown(where, key, RUN_SECTIONS)
+            problems.unknown(where, key, RUN_SECTIONS + extra_keys)
         elif not isinstance(value, dict):
             problems.add(f"{where}.{key}", f"expected a mapping, got {value!r}")
 
@@ -352,6 +357,12 @@ def load_suite(name_or_path, profile: str | None = None, overrides: list[str] | 
     if not isinstance(name, str) or not name.strip():
         problems.add("name", "missing: every suite needs a name (its results go to results/<name>/)")
         name = path.stem
+    profile = profile or raw.get("default_profile")
+    profiles = raw.get("profiles") or {}
+    if isinstance(profiles, dict) and isinstance(profiles.get(profile), dict):
+        for key in PROFILE_EXPANSION_KEYS:  # the profile's own seeds/grid/zip/exclude replace the suite's
+            if key in profiles[profile]:
+                raw = {**raw, key: profiles[profile][key]}
     seeds = raw.get("seeds", [0])
     if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
         problems.add("seeds", f"expected a non-empty list of integers, got {seeds!r}")
@@ -362,8 +373,7 @@ def load_suite(name_or_path, profile: str | None = None, overrides: list[str] | 
         problems.add("profiles", "expected a mapping of profile name to sections")
         profiles = {}
     for profile_name, layer in profiles.items():
-        _check_sections_shape(problems, f"profiles.{profile_name}", layer)
-    profile = profile or raw.get("default_profile")
+        _check_sections_shape(problems, f"profiles.{profile_name}", layer, PROFILE_EXPANSION_KEYS)
     if profile is not None and profile not in profiles:
         hint = closest(profile, profiles)
         problems.add("profile", f"suite has no profile {profile!r}." + (f" Did you mean {hint!r}?" if hint else "")
@@ -386,7 +396,8 @@ def load_suite(name_or_path, profile: str | None = None, overrides: list[str] | 
     points = _grid_points(problems, raw)
     problems.raise_if_any()
 
-    base = deep_merge(raw.get("base") or {}, profiles.get(profile) or {})
+    profile_sections = {k: v for k, v in (profiles.get(profile) or {}).items() if k in RUN_SECTIONS}
+    base = deep_merge(raw.get("base") or {}, profile_sections)
     runs: list[RunSpec] = []
     seen: dict[str, dict] = {}
     for point in points:

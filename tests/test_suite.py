@@ -389,3 +389,19 @@ def test_dry_run_prints_table_and_creates_nothing(tmp_path, capsys):
         row = next(line for line in lines if line.startswith(spec.run_id))
         assert row.split() == [spec.run_id, spec.config["estimator"]["name"], str(spec.config["seed"]), "new"]
     assert not out.exists()
+
+
+def test_a_profile_replaces_grid_seeds_and_exclude(tmp_path):
+    raw = tiny_raw(seeds=(0, 1), grid={"estimator.name": ["ste", "rotation"]})
+    raw["profiles"] = {
+        "small": {"seeds": [5], "grid": {"estimator.name": ["ste", "reflection", "rotation"]},
+                  "exclude": [{"estimator.name": "rotation"}], "training": {"steps": 3}},
+        "plain": {"training": {"steps": 2}},
+    }
+    path = write_yaml(tmp_path / "suite.yaml", raw)
+    small = load_suite(path, profile="small")
+    assert sorted((r.label["estimator.name"], r.label["seed"]) for r in small.runs) == [("reflection", 5), ("ste", 5)]
+    assert {r.config["training"]["steps"] for r in small.runs} == {3}
+    plain = load_suite(path, profile="plain")
+    assert sorted((r.label["estimator.name"], r.label["seed"]) for r in plain.runs) == [
+        ("rotation", 0), ("rotation", 1), ("ste", 0), ("ste", 1)]
