@@ -49,15 +49,27 @@ def run_suite_main(argv: list[str] | None = None) -> int:
           f"-> {store.suite_dir(out, suite.name)}")
     if args.dry_run:
         print(dry_run_table(suite, out))
+        if args.executor == "slurm":
+            from .slurm import sbatch_preview
+
+            try:
+                print(f"\nsbatch script (not submitted):\n{sbatch_preview(suite, out, force=args.force)}")
+            except SuiteError as error:
+                print(f"run-suite: {error}", file=sys.stderr)
+                return 2
         return 0
     if args.jobs < 1:
         print("run-suite: --jobs must be at least 1", file=sys.stderr)
         return 2
     progress = not args.no_progress
     if args.executor == "slurm":
-        from .slurm import run_slurm
+        from .slurm import SlurmError, run_slurm
 
-        finished_all = run_slurm(suite, out, force=args.force, wait=not args.no_wait, progress=progress)
+        try:
+            finished_all = run_slurm(suite, out, force=args.force, wait=not args.no_wait, progress=progress)
+        except (SuiteError, SlurmError) as error:
+            print(f"run-suite: {error}", file=sys.stderr)
+            return 2
         if not finished_all:
             return 0
     elif args.jobs == 1:
@@ -106,6 +118,10 @@ def make_report_main(argv: list[str] | None = None) -> int:
             print(f"make-report: no results for {suite_name!r} under {out}", file=sys.stderr)
             status = 1
             continue
+        if (directory / "submitit" / "manifest.json").exists():  # jobs submitted with --no-wait
+            from .slurm import collect_slurm
+
+            collect_slurm(suite_name, out)  # settle the records of jobs that ended; submits nothing
         result = report.write_suite_report(directory, suite=suite)
         print(f"== {suite_name}\n{result['summary']}")
         for path in result["files"]:

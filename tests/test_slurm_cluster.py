@@ -1,0 +1,240 @@
+"""Integration tests of the SLURM executor on a real cluster (CI: `bash scripts/local_slurm.sh up` first).
+
+Tiny VQ-VAE runs (a few seconds each) go through `run_slurm`/`collect_slurm`:
+1. records equal the local executor's for the same seeds (with the same torch thread count, 1);
+2. a job cancelled with scancel is recorded `cancelled`, one whose python is SIGKILLed `error`, the others finish;
+3. a run interrupted by a requeue (USR2, as on time-out) resumes from its checkpoint to the same metrics, requeues 1;
+4. a run that raises is recorded `error` with its traceback.
+Every wait is bounded, so a hang fails the test instead of blocking CI.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from harness import store
+from harness import slurm as hs
+from harness.runner import execute_run
+from harness.suite import load_suite
+
+pytestmark = pytest.mark.slurm
+
+WAIT_S = 150  # bound on any single wait for the cluster
+
+
+def _cluster_problem() -> str | None:
+    if shutil.which("sinfo") is None or shutil.which("sbatch") is None:
+        return "SLURM client commands (sinfo/sbatch) are not on PATH; start the local cluster with " \
+               "`bash scripts/local_slurm.sh up`"
+    try:
+        info = subprocess.run(["sinfo", "-h", "-o", "%T"], capture_output=True, text=True, timeout=20)
+        if info.returncode != 0 or not info.stdout.strip():
+            return f"the SLURM cluster is not up (sinfo: {(info.stderr or info.stdout).strip()[:200]}); " \
+                   "run `bash scripts/local_slurm.sh up`"
+        acct = subprocess.run(["sacct", "-n", "-X", "-S", "now-1minutes"], capture_output=True, text=True,
+                              timeout=20)
+        if acct.returncode != 0:
+            return f"SLURM accounting does not answer (sacct: {acct.stderr.strip()[:200]})"
+    except (OSError, subprocess.SubprocessError) as error:
+        return f"SLURM commands failed: {error}"
+    return None
+
+
+@pytest.fixture(scope="module", autouse=True)
+def cluster():
+    problem = _cluster_problem()
+    if problem:
+        pytest.skip(problem)
+
+
+@pytest.fixture(autouse=True)
+def _cancel_leftover_jobs(tmp_path):
+    """If a test fails half-way, scancel what it submitted (a pending requeue, a 20000-step run ...)."""
+    yield
+    for manifest in tmp_path.glob("**/submitit/manifest.json"):
+        arrays = [entry["job_id"] for entry in (store.read_json(manifest) or {}).get("arrays", [])]
+        if arrays:
+            subprocess.run(["scancel", *arrays], capture_output=True, timeout=30)
+
+
+BASE = {
+    "model": {"family": "vqvae", "preset": "cpu", "resolution": 16, "channels": 8, "channel_mult": [1, 2],
+              "num_codes": 16, "latent_dim": 4},
+    "estimator": {"name": "rotation"},
+    "data": {"name": "natural_patches", "size": 16, "train_patches": 256, "val_patches": 64},
+    "training": {"steps": 10, "batch_size": 8, "eval_batches": 2, "log_every": 2, "checkpoint_every": 5,
+                 "progress_bar": False},
+    "metrics": {"diagnostics_batch": 4},
+}
+SLURM = {"cpus_per_task": 1, "time": "00:10:00", "array_parallelism": 2, "poll_interval_s": 1,
+         "wait_timeout_min": WAIT_S / 60}
+
+
+def make_suite(tmp_path: Path, name: str, seeds=(0,), grid=None, base=None):
+    raw = {"name": name, "seeds": list(seeds), "base": base or BASE, "slurm": SLURM}
+    if grid:
+        raw["grid"] = grid
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return load_suite(path)
+
+
+def record_of(out: Path, spec) -> dict | None:
+    return store.read_record(store.run_dir(Path(out).absolute(), spec.suite, spec.run_id))
+
+
+def job_id_of(out: Path, spec) -> str:
+    return hs.read_manifest(Path(out).absolute(), spec.suite)["runs"][spec.run_id]["job_id"]
+
+
+def wait_until(predicate, what: str, timeout_s: float = WAIT_S, interval_s: float = 0.3):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval_s)
+    raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}\n{_queue()}")
+
+
+def _queue() -> str:
+    try:
+        return subprocess.run(["squeue", "-r", "-o", "%i %T %r"], capture_output=True, text=True,
+                              timeout=20).stdout
+    except (OSError, subprocess.SubprocessError):
+        return "(squeue failed)"
+
+
+def squeue_state(job_id: str) -> str:
+    result = subprocess.run(["squeue", "-h", "-j", job_id, "-o", "%T"], capture_output=True, text=True, timeout=20)
+    return result.stdout.strip()
+
+
+def local_metrics(specs, out: Path, threads: int = 1) -> dict:
+    """The local executor's metrics for `specs` with `threads` torch threads (the SLURM jobs' cpus_per_task)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        result = {}
+        for spec in specs:
+            record = execute_run(spec, out, progress=False)
+            assert record["status"] == store.FINISHED, record.get("traceback")
+            result[spec.run_id] = comparable(record["metrics"])
+        return result
+    finally:
+        torch.set_num_threads(before)
+
+
+def comparable(metrics: dict) -> dict:
+    return {k: v for k, v in metrics.items() if k != "wall_time_s"}
+
+
+def job_python_pid(job_id: str) -> int | None:
+    """The pid of the job's python process (this machine is the only node), from /proc."""
+    array_id, _, task = job_id.partition("_")
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if not (entry / "comm").read_text().startswith("python"):
+                continue
+            env = dict(line.split("=", 1) for line in (entry / "environ").read_bytes().decode(errors="replace")
+                       .split("\0") if "=" in line)
+        except OSError:
+            continue
+        if task:
+            if env.get("SLURM_ARRAY_JOB_ID") == array_id and env.get("SLURM_ARRAY_TASK_ID") == task:
+                return int(entry.name)
+        elif env.get("SLURM_JOB_ID") == array_id:
+            return int(entry.name)
+    return None
+
+
+def test_suite_on_slurm_matches_the_local_executor(tmp_path):
+    suite = make_suite(tmp_path, "slurm_it_equal", seeds=(0, 1))
+    out = tmp_path / "slurm"
+    assert hs.run_slurm(suite, out, wait=False, progress=False) is False
+    expected = local_metrics(suite.runs, tmp_path / "local")  # while the jobs start
+    counts = hs.collect_slurm(suite.name, out, wait=True, timeout_s=WAIT_S, poll_s=1)
+    assert counts == {"finished": 2, "running": 0, "pending": 0, "failed": 0}, _queue()
+    for spec in suite.runs:
+        record = record_of(out, spec)
+        assert record["status"] == store.FINISHED, record.get("traceback")
+        assert record["slurm_job_id"] == job_id_of(out, spec)
+        assert record["torch_threads"] == 1 and record["requeues"] == 0
+        assert comparable(record["metrics"]) == expected[spec.run_id]
+    # everything is finished: another run-suite submits nothing and reports completion
+    assert hs.run_slurm(suite, out, wait=True, progress=False) is True
+    assert len(hs.read_manifest(out.absolute(), suite.name)["arrays"]) == 1
+
+
+def test_cancelled_and_killed_jobs_are_recorded_while_the_others_finish(tmp_path):
+    suite = make_suite(tmp_path, "slurm_it_cancel", grid={"training.steps": [10, 20000, 20001]})
+    short, to_cancel, to_kill = suite.runs
+    out = tmp_path / "slurm"
+    assert hs.run_slurm(suite, out, wait=False, progress=False) is False
+    for spec in (to_cancel, to_kill):  # the run has started inside its job
+        wait_until(lambda: (record_of(out, spec) or {}).get("status") == "running", f"run {spec.label} to start")
+    subprocess.run(["scancel", job_id_of(out, to_cancel)], check=True, timeout=30)
+    pid = wait_until(lambda: job_python_pid(job_id_of(out, to_kill)), "the python process of the job to kill",
+                     timeout_s=30)
+    os.kill(pid, 9)  # killed outside Python: no traceback, no result pickle
+    counts = hs.collect_slurm(suite.name, out, wait=True, timeout_s=WAIT_S, poll_s=1)
+    assert counts == {"finished": 1, "running": 0, "pending": 0, "failed": 2}, _queue()
+    assert record_of(out, short)["status"] == store.FINISHED
+    cancelled = record_of(out, to_cancel)
+    assert cancelled["status"] == "cancelled" and cancelled["slurm_state"].startswith("CANCELLED")
+    killed = record_of(out, to_kill)
+    assert killed["status"] == "error" and killed["slurm_state"] == "FAILED"
+    assert "no Python traceback" in killed["traceback"] and "log.err" in killed["traceback"]
+    manifest = hs.read_manifest(out.absolute(), suite.name)
+    assert {e["collected"] for e in manifest["runs"].values()} == {"finished", "cancelled", "error"}
+
+
+def test_requeued_run_resumes_from_its_checkpoint_to_the_same_metrics(tmp_path):
+    base = {**BASE, "training": {**BASE["training"], "steps": 120, "checkpoint_every": 10}}
+    suite = make_suite(tmp_path, "slurm_it_requeue", base=base)
+    spec = suite.runs[0]
+    out = tmp_path / "slurm"
+    directory = store.run_dir(out.absolute(), spec.suite, spec.run_id)
+    assert hs.run_slurm(suite, out, wait=False, progress=False) is False
+    job_id = job_id_of(out, spec)
+    assert "_" not in job_id  # a suite of one run is a plain job
+    wait_until(lambda: (directory / store.CHECKPOINT).exists(), "the first periodic checkpoint")
+    job = hs._slurm_job(out.absolute(), suite.name, job_id)
+    job._interrupt(timeout=True)  # USR2 only, as before a time-out (a SIGTERM could kill the handler's scontrol)
+    wait_until(lambda: squeue_state(job_id) == "PENDING", "the requeued job to be pending", timeout_s=60)
+    record = record_of(out, spec)
+    assert record["status"] == "preempted" and 10 <= record["step"] < 120 and record["requeues"] == 1
+    # Slurm holds a requeued job ~120 s (BeginTime): release it, but only once the old instance is gone and
+    # a second has passed: slurmd refuses a launch whose credential is from the same second as the requeue's
+    # revocation ("Job credential revoked"), and the job then ends FAILED.
+    wait_until(lambda: job_python_pid(job_id) is None, "the interrupted job's python to exit", timeout_s=60)
+    time.sleep(2)
+    assert squeue_state(job_id) == "PENDING"
+    subprocess.run(["scontrol", "update", f"jobid={job_id}", "StartTime=now"], check=True, timeout=30)
+    expected = local_metrics([spec], tmp_path / "local")
+    counts = hs.collect_slurm(suite.name, out, wait=True, timeout_s=WAIT_S, poll_s=1)
+    assert counts["finished"] == 1, _queue()
+    record = record_of(out, spec)
+    assert record["status"] == store.FINISHED and record["requeues"] == 1 and record["resumed"] is True
+    assert record["slurm_job_id"] == job_id and record["attempts"] == 2
+    assert comparable(record["metrics"]) == expected[spec.run_id]
+    assert "checkpointed at step" in job.paths.stdout.read_text()
+
+
+def test_a_run_that_raises_is_recorded_as_error_with_its_traceback(tmp_path):
+    base = {**BASE, "data": {"name": "image_folder", "root": str(tmp_path / "no_such_dataset"), "size": 16}}
+    suite = make_suite(tmp_path, "slurm_it_error", base=base)
+    out = tmp_path / "slurm"
+    assert hs.run_slurm(suite, out, wait=True, progress=False) is True
+    record = record_of(out, suite.runs[0])
+    assert record["status"] == "error" and record["slurm_job_id"] == job_id_of(out, suite.runs[0])
+    assert "FileNotFoundError" in record["traceback"] and "no_such_dataset" in record["traceback"]
