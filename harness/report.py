@@ -32,7 +32,7 @@ Suite keys read here (all optional):
     report:
       baseline: ste                           # the approach the paired tests compare with
       metrics: [val_rec_loss, ...]            # columns of table.tex (default: the usual metrics measured)
-      figures: [himmelblau_trajectories]      # harness.figures.FIGURES names
+      figures: [himmelblau_panels]            # harness.figures.FIGURES names
 """
 from __future__ import annotations
 
@@ -199,7 +199,7 @@ def fmt_p(p) -> str:
 
 
 def _fmt_ratio(value) -> str:
-    return "—" if _isnan(value) else f"{value:.2f}×"
+    return "—" if _isnan(value) else f"{value:.3g}×"
 
 
 # -- statistics ------------------------------------------------------------------------------------------
@@ -558,10 +558,12 @@ _LATEX_UNICODE = {
 
 
 def latex_escape(text: str) -> str:
-    text = str(text).replace("\\", r"\textbackslash{}")
+    sentinel = "\x00"
+    text = str(text).replace("\\", sentinel)
     for char in "&%$#_{}":
         text = text.replace(char, "\\" + char)
     text = text.replace("~", r"\textasciitilde{}").replace("^", r"\textasciicircum{}")
+    text = text.replace(sentinel, r"\textbackslash{}")
     for char, replacement in _LATEX_UNICODE.items():
         text = text.replace(char, replacement)
     return text
@@ -698,7 +700,11 @@ def plot_curves(suite_directory: Path, tables: list[Table], histories: pd.DataFr
             ax.tick_params(labelsize=7)
             if positive and "usage" not in column and ax.lines:
                 ax.set_yscale("log")
-            if j == 0 and ax.lines:
+            if not ax.lines:
+                ax.text(0.5, 0.5, "not recorded", ha="center", va="center", transform=ax.transAxes, fontsize=8)
+                ax.set_xticks([])
+                ax.set_yticks([])
+            elif j == 0:
                 ax.legend(fontsize=6)
     fig.tight_layout()
     paths = _save(fig, suite_directory, stem)
@@ -779,13 +785,21 @@ def extra_figures(suite_directory: Path, df: pd.DataFrame, names: list[str]) -> 
 
 def _counts(values) -> str:
     counts = pd.Series(list(values)).map(_plain).value_counts()
-    return ", ".join(f"{name} {counts[name]}" for name in sorted(counts.index, key=_natural_key))
+    return ", ".join(f"{name}: {counts[name]}" for name in sorted(counts.index, key=_natural_key))
+
+
+def _suite_file(path: Path) -> str:
+    """The suite file relative to the project (a bare file name when it lives elsewhere): no machine paths."""
+    from .suite import PROJECT_ROOT
+
+    path = Path(path).resolve()
+    return str(path.relative_to(PROJECT_ROOT)) if path.is_relative_to(PROJECT_ROOT) else path.name
 
 
 def _what_ran(df: pd.DataFrame, records: list[dict], suite, suite_name: str) -> list[str]:
     lines = ["## What ran", ""]
     if suite is not None:
-        lines.append(f"- Suite: `{suite_name}` (`suites/{suite.path.name}`)")
+        lines.append(f"- Suite: `{suite_name}` (`{_suite_file(suite.path)}`)")
         if suite.description:
             lines.append(f"- Description: {suite.description.strip()}")
     else:
@@ -950,9 +964,15 @@ def _agreement_lines(items: list[dict], suite) -> list[str]:
     table_refs, section_refs = _refs(suite)
     unknown = _unknown_refs(suite)
     if unknown:
-        lines.append(f"The suite names {', '.join(unknown)}, which harness/paper_numbers.py does not know.")
+        lines.append(f"The suite names {', '.join(unknown)}: harness/paper_numbers.py holds no numbers for "
+                     f"{'it' if len(unknown) == 1 else 'them'}, so nothing is compared here (see the figures).")
+        claim = (suite.paper or {}).get("claim")
+        if claim:
+            lines.append(f"The paper, as the suite states it: {' '.join(str(claim).split())}")
         lines.append("")
     if not table_refs and not section_refs:
+        if unknown:
+            return lines
         return lines + ["The suite names no paper table or section (`paper: {table: ...}`); nothing to compare."]
     lines += ["Direction only: does our mean for the approach beat the other approach's in the same direction "
               "as the paper's numbers? Our setting is a stand-in for the paper's where the profile runs at "
@@ -1086,7 +1106,7 @@ def write_suite_report(suite_directory: str | Path, suite=None, *, figures: bool
     for message in figure_messages:
         lines.append(f"- {message}")
     if not figure_paths and not figure_messages:
-        lines.append("No figures (no histories recorded).")
+        lines.append("No figures (no histories recorded)." if figures else "Figures not drawn (figures=False).")
     lines.append("")
     lines += _fidelity_lines(full, records) + [""]
     lines += _agreement_lines(items, suite)
