@@ -1,0 +1,39 @@
+"""The committed reference results (results/<suite>/, made with the `cpu` profile; README "Reference
+results") regenerate byte-identically from their committed records: tables and report.md are a pure
+function of the records, and nobody edited them by hand."""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from harness import report
+from harness.suite import load_suite
+
+RESULTS = Path(__file__).resolve().parent.parent / "results"
+COMMITTED = sorted({p.parent.parent.parent.name for p in RESULTS.glob("*/runs/*/record.json")})
+RUN_FILES = ("record.json", "history.csv", "artifacts.json")
+
+
+@pytest.mark.parametrize("suite_name", COMMITTED)
+def test_committed_tables_and_report_regenerate_identically(tmp_path, suite_name):
+    committed = RESULTS / suite_name
+    copy = tmp_path / suite_name
+    for run in (committed / "runs").iterdir():
+        for name in RUN_FILES:
+            if (run / name).exists():
+                (copy / "runs" / run.name).mkdir(parents=True, exist_ok=True)
+                shutil.copy2(run / name, copy / "runs" / run.name / name)
+    suite = load_suite(suite_name, profile="cpu")
+    report.write_suite_report(copy, suite=suite)
+    compared = sorted(committed.glob("*.tex")) + [committed / "report.md"]
+    assert (committed / "report.md").exists()
+    for path in compared:
+        regenerated = copy / path.name
+        assert regenerated.exists(), f"{path.name} was not regenerated"
+        assert regenerated.read_text() == path.read_text(), f"{suite_name}/{path.name} differs from its records"
+
+
+def test_the_reference_suites_are_committed():
+    assert {"quickstart", "appendix_a2", "appendix_a4", "figures", "appendix_a9"} <= set(COMMITTED)
