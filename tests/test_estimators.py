@@ -206,13 +206,8 @@ def test_forward_value_and_finite_gradients_at_degenerate_points(config, dim, dt
 
 
 def _fallback_cases_for_comparison(name: str, params: dict, dtype):
-    """Degenerate cases where the float32 result must match the float64 documented fallback."""
-    skip = set()
-    if dtype == torch.float32 and params.get("gamma") == "inverse_sq_distance":
-        # ‖q − e‖² computed by the law of cosines in float32 cancels; see the strict xfail in
-        # test_estimator_gradients.py::test_float32_inverse_sq_distance_gamma_at_close_points.
-        skip = {"e_eq_q", "e_near_q"}
-    return skip
+    """Degenerate cases skipped when comparing with the float64 documented fallback (none at present)."""
+    return set()
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["f32", "f64"])
