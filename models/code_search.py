@@ -7,7 +7,8 @@ no (N, K, D) tensor is ever built.
 Chunk size (`search_rows`, used when the caller gives none): on the CPU the (rows, K) score block is sized
 to stay in cache (about 1 MiB of float32), because the search is bound by writing the scores and reading
 them back for the argmin, not by the matrix product, except that a chunk has at least D rows (so streaming
-the codebook once per chunk costs no more than the scores) and 16 rows (per-chunk overhead). One score
+the codebook once per chunk costs no more than the scores) and 16 rows (per-chunk overhead), and a score
+matrix of at most 4 MiB is not split at all (fewer dispatches and thread wake-ups). One score
 buffer is allocated per call and reused by every chunk (a fresh large buffer per chunk costs page faults).
 On accelerators the chunk is as large as the `budget` allows (fewer kernel launches). Measured in
 benchmarks/bench_search.py against torch.cdist + argmin and the naive broadcast.
@@ -24,6 +25,8 @@ DEFAULT_BUDGET = 1 << 24
 CPU_CACHE_BLOCK = 1 << 18
 #: CPU: fewest rows per chunk (bounds the per-chunk dispatch overhead).
 CPU_MIN_ROWS = 16
+#: CPU: a whole score matrix up to this many elements (4 MiB) is one chunk (nothing to gain from splitting).
+CPU_SINGLE_CHUNK = 1 << 20
 
 
 def chunk_rows(num_codes: int, budget: int = DEFAULT_BUDGET) -> int:
@@ -35,7 +38,7 @@ def search_rows(num_rows: int, num_codes: int, dim: int, device_type: str = "cpu
                 budget: int = DEFAULT_BUDGET) -> int:
     """Rows per chunk picked from the shapes (module docstring); never above `chunk_rows(num_codes, budget)`."""
     cap = chunk_rows(num_codes, budget)
-    if device_type == "cpu":
+    if device_type == "cpu" and num_rows * num_codes > CPU_SINGLE_CHUNK:
         rows = max(CPU_CACHE_BLOCK // max(1, num_codes), dim, CPU_MIN_ROWS)
     else:
         rows = cap
