@@ -52,6 +52,13 @@ class AttentionBlock(nn.Module):
         return x + self.proj(out.transpose(1, 2).reshape(b, c, h, w))
 
 
+def cnn_kwargs(params) -> dict:
+    """The Encoder/Decoder keyword arguments from a family's params (VQ-VAE and VQGAN share them)."""
+    return dict(channels=params.channels, channel_mult=list(params.channel_mult),
+                num_res_blocks=params.num_res_blocks, attn_resolutions=list(params.attn_resolutions),
+                resolution=params.resolution, z_channels=params.latent_dim, dropout=params.dropout)
+
+
 class Encoder(nn.Module):
     def __init__(self, in_channels, channels, channel_mult, num_res_blocks, attn_resolutions, resolution,
                  z_channels, dropout=0.0):

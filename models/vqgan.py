@@ -37,7 +37,7 @@ from .base import QuantizerParams, VQAutoencoder, adamw, backward_and_step
 from .discriminator import GAN_LOSSES, NORMS, NLayerDiscriminator, discriminator_loss, generator_loss, output_size
 from .perceptual import LPIPS
 from .registry import register_family
-from .taming_cnn import Decoder, Encoder
+from .taming_cnn import Decoder, Encoder, cnn_kwargs
 
 DECODER_AWARE_REFUSAL = (
     "decoder-aware estimators (hessian, exact) run the decoder themselves on other inputs than the decoder "
@@ -313,19 +313,13 @@ class VQGAN(AdversarialVQAutoencoder):
     def __init__(self, params: VQGANParams, estimator):
         super().__init__(params, estimator, self.build_encoder(params), self.build_decoder(params))
 
-    @staticmethod
-    def _common(params: VQGANParams) -> dict:
-        return dict(channels=params.channels, channel_mult=list(params.channel_mult),
-                    num_res_blocks=params.num_res_blocks, attn_resolutions=list(params.attn_resolutions),
-                    resolution=params.resolution, z_channels=params.latent_dim, dropout=params.dropout)
-
     @classmethod
     def build_encoder(cls, params: VQGANParams) -> Encoder:
-        return Encoder(params.in_channels, **cls._common(params))
+        return Encoder(params.in_channels, **cnn_kwargs(params))
 
     @classmethod
     def build_decoder(cls, params: VQGANParams) -> Decoder:
-        return Decoder(params.in_channels, **cls._common(params))
+        return Decoder(params.in_channels, **cnn_kwargs(params))
 
     @classmethod
     def latent_shape(cls, params: VQGANParams) -> tuple[int, ...]:

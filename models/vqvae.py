@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 
 from .base import QuantizerParams, VQAutoencoder
 from .registry import register_family
-from .taming_cnn import Decoder, Encoder
+from .taming_cnn import Decoder, Encoder, cnn_kwargs
 
 
 @dataclass
@@ -56,9 +56,7 @@ class VQVAE(VQAutoencoder):
     presets = PRESETS
 
     def __init__(self, params: VQVAEParams, estimator):
-        common = dict(channels=params.channels, channel_mult=list(params.channel_mult),
-                      num_res_blocks=params.num_res_blocks, attn_resolutions=list(params.attn_resolutions),
-                      resolution=params.resolution, z_channels=params.latent_dim, dropout=params.dropout)
+        common = cnn_kwargs(params)
         super().__init__(params, estimator, Encoder(params.in_channels, **common),
                          Decoder(params.in_channels, **common))
 

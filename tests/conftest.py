@@ -26,6 +26,23 @@ def _seed_torch():
 #: The degenerate-point threshold documented in estimators/base.py (restated, not imported).
 REFERENCE_EPS = 1e-6
 
+#: Every transport estimator configuration the estimator and quantizer tests cross (name, params).
+TRANSPORT_CONFIGS = [
+    ("ste", {}),
+    ("rotation", {}),
+    ("reflection", {}),
+    ("rotation_unscaled", {}),
+    ("rotation_gamma", {"gamma": "norm_ratio"}),
+    ("rotation_gamma", {"gamma": "one"}),
+    ("rotation_gamma", {"gamma": "inverse_sq_distance"}),
+    ("rotation_through_r", {}),
+    ("rotation_radial_removed", {}),
+]
+
+
+def config_id(name: str, params: dict) -> str:
+    return name + "".join(f"[{v}]" for v in params.values())
+
 
 def reference_transport_gradient(name: str, params: dict, e, q, g):
     """∇_e of <q_tilde, g> for one transport estimator, from explicit D×D matrices in float64.

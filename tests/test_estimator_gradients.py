@@ -12,22 +12,14 @@ import pytest
 import torch
 
 import estimators
+from conftest import TRANSPORT_CONFIGS, config_id
 
 F64 = torch.float64
 EPS = 1e-6
 
 #: Transport configurations with a matrix closed form (rotation_through_r is tested on its own).
-CLOSED_FORM_CONFIGS = [
-    ("ste", {}),
-    ("rotation", {}),
-    ("reflection", {}),
-    ("rotation_unscaled", {}),
-    ("rotation_gamma", {"gamma": "norm_ratio"}),
-    ("rotation_gamma", {"gamma": "one"}),
-    ("rotation_gamma", {"gamma": "inverse_sq_distance"}),
-    ("rotation_radial_removed", {}),
-]
-CLOSED_FORM_IDS = [name + "".join(f"[{v}]" for v in params.values()) for name, params in CLOSED_FORM_CONFIGS]
+CLOSED_FORM_CONFIGS = [c for c in TRANSPORT_CONFIGS if c[0] != "rotation_through_r"]
+CLOSED_FORM_IDS = [config_id(name, params) for name, params in CLOSED_FORM_CONFIGS]
 
 
 def random_pairs(tokens: int, dim: int, dtype=F64):

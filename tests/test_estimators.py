@@ -11,20 +11,10 @@ import pytest
 import torch
 
 import estimators
+from conftest import TRANSPORT_CONFIGS, config_id
 from estimators.gumbel import anneal
 
-TRANSPORT_CONFIGS = [
-    ("ste", {}),
-    ("rotation", {}),
-    ("reflection", {}),
-    ("rotation_unscaled", {}),
-    ("rotation_gamma", {"gamma": "norm_ratio"}),
-    ("rotation_gamma", {"gamma": "one"}),
-    ("rotation_gamma", {"gamma": "inverse_sq_distance"}),
-    ("rotation_through_r", {}),
-    ("rotation_radial_removed", {}),
-]
-TRANSPORT_IDS = [name + "".join(f"[{v}]" for v in params.values()) for name, params in TRANSPORT_CONFIGS]
+TRANSPORT_IDS = [config_id(name, params) for name, params in TRANSPORT_CONFIGS]
 #: Estimators whose forward is the custom autograd function returning an exact copy of q.
 EXACT_COPY = {"rotation", "reflection", "rotation_unscaled", "rotation_gamma", "rotation_radial_removed"}
 DIMS = [2, 3, 32, 256]

@@ -12,21 +12,14 @@ import torch
 import torch.nn.functional as F
 
 import estimators
+from conftest import TRANSPORT_CONFIGS
 from models.code_search import chunk_rows, nearest_code
 from models.quantizer import VectorQuantizer, to_tokens
 
 F64 = torch.float64
 
 ALL_CONFIGS = [
-    ("ste", {}),
-    ("rotation", {}),
-    ("reflection", {}),
-    ("rotation_unscaled", {}),
-    ("rotation_gamma", {"gamma": "norm_ratio"}),
-    ("rotation_gamma", {"gamma": "one"}),
-    ("rotation_gamma", {"gamma": "inverse_sq_distance"}),
-    ("rotation_through_r", {}),
-    ("rotation_radial_removed", {}),
+    *TRANSPORT_CONFIGS,
     ("hessian", {}),
     ("exact", {}),
     ("gumbel", {}),
