@@ -54,23 +54,29 @@ def token_norms(e: torch.Tensor, q: torch.Tensor):
     return e_norm, q_norm, (e_norm > EPS) & (q_norm > EPS)
 
 
-def _combine(g, e, q, coef_g, coef_e, coef_q, valid):
-    """coef_g·g + coef_e·e + coef_q·q (coef_g None means 1), and g itself on the tokens that are not `valid`.
-
-    One new (N, D) buffer, filled by a multiply (or the first fused multiply-add) and updated in place. The
-    per-token order of operations is (coef_g·g + coef_e·e) + coef_q·q, as two chained `addcmul`s would do.
-    """
-    if coef_g is None:
-        out = torch.addcmul(g, e, coef_e)
-    else:
-        out = torch.mul(g, coef_g)
-        out.addcmul_(e, coef_e)
-    out.addcmul_(q, coef_q)
+def _fallback_to_g(out, g, valid):
+    """out, with g on the tokens that are not `valid` (in place)."""
     # Skip the masked copy when every token is regular (the usual case); the check is a device sync, so on
     # accelerators the copy is done unconditionally (it is cheap there).
     if out.device.type != "cpu" or not bool(valid.all()):
         torch.where(valid, out, g, out=out)
     return out
+
+
+def _combine(g, e, q, coef_g, coef_e, coef_q, valid, out=None):
+    """coef_g·g + coef_e·e + coef_q·q (coef_g None means 1), and g itself on the tokens that are not `valid`.
+
+    One (N, D) buffer (`out`, or a new one), filled by a multiply (or the first fused multiply-add) and
+    updated in place. The per-token order of operations is (coef_g·g + coef_e·e) + coef_q·q, as two chained
+    `addcmul`s would do.
+    """
+    if coef_g is None:
+        out = torch.addcmul(g, e, coef_e, out=out) if out is not None else torch.addcmul(g, e, coef_e)
+    else:
+        out = torch.mul(g, coef_g, out=out) if out is not None else torch.mul(g, coef_g)
+        out.addcmul_(e, coef_e)
+    out.addcmul_(q, coef_q)
+    return _fallback_to_g(out, g, valid)
 
 
 def rotation_backward(g, e, q, scale: str = "norm_ratio", radial_removed: bool = False):
@@ -82,6 +88,7 @@ def rotation_backward(g, e, q, scale: str = "norm_ratio", radial_removed: bool =
     """
     if scale not in ("norm_ratio", "one", "inverse_sq_distance"):
         raise ValueError(f"unknown scale {scale!r}; valid: norm_ratio, one, inverse_sq_distance")
+    out = None
     e_norm, q_norm, valid = token_norms(e, q)
     safe_e = e_norm.clamp_min(EPS)
     safe_q = q_norm.clamp_min(EPS)
@@ -98,9 +105,10 @@ def rotation_backward(g, e, q, scale: str = "norm_ratio", radial_removed: bool =
     elif scale == "one":
         s = None
     else:
-        # ‖q − e‖² directly: the law of cosines would cancel catastrophically in float32 near e = q.
-        difference = q - e
-        sq_distance = row_dot(difference, difference).clamp_min(EPS)
+        # ‖q − e‖² directly: the law of cosines would cancel catastrophically in float32 near e = q. The
+        # difference is written into the buffer that then receives the result (no extra (N, D) allocation).
+        out = torch.sub(q, e)
+        sq_distance = row_dot(out, out).clamp_min(EPS)
         s = 1.0 / (8.0 * sq_distance)
 
     # coef_e = s(2b − k)/‖e‖, coef_q = −s·k/‖q‖
@@ -116,7 +124,7 @@ def rotation_backward(g, e, q, scale: str = "norm_ratio", radial_removed: bool =
         s_e_dot_g = e_dot_g if s is None else s * e_dot_g
         e_dot_v = s_e_dot_g + coef_e * e_norm * e_norm + coef_q * cos * e_norm * q_norm
         coef_e = coef_e - e_dot_v / (safe_e * safe_e)
-    return _combine(g, e, q, s, coef_e, coef_q, valid)
+    return _combine(g, e, q, s, coef_e, coef_q, valid, out=out)
 
 
 def reflection_backward(g, e, q):
@@ -130,10 +138,12 @@ def reflection_backward(g, e, q):
     safe_q = q_norm.clamp_min(EPS)
     # 1 − c = ‖ê − q̂‖²/2 and a − b = (ê − q̂)ᵀg from the difference itself: computing them from c would
     # cancel in float32 for the ordinary case e close to q (≈0.3% gradient error at 1 − c = 1e-4).
-    direction = e / safe_e - q / safe_q
+    # ê − q̂ is built in the buffer that then receives the result λ(g − k(ê − q̂)): one (N, D) allocation.
+    direction = torch.div(e, safe_e)
+    direction.addcdiv_(q, safe_q, value=-1.0)
     one_minus_cos = row_dot(direction, direction).mul_(0.5)
     a_minus_b = row_dot(direction, g)
     k = torch.where(one_minus_cos > EPS, a_minus_b.div_(one_minus_cos.clamp_min(EPS)), 0.0)
     lam = safe_q / safe_e
-    lam_k = lam * k
-    return _combine(g, e, q, lam, lam_k.div(safe_e).neg_(), lam_k.div_(safe_q), valid)
+    out = torch.addcmul(g, direction, k.neg_(), out=direction).mul_(lam)
+    return _fallback_to_g(out, g, valid)
