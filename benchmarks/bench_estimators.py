@@ -2,8 +2,10 @@
 
 One step is `out = estimator.transport(e, q)` (under bf16 autocast on CUDA) followed by
 `torch.autograd.grad(out, e, g)`, with e a leaf (N, D) float32 tensor, q its codes and g the incoming
-gradient. The STE's step is the same with `e + sg(q − e)`. The "rotation (before)" variant is the code as
-committed before the performance work (benchmarks/_baseline.py), measured in the same rounds.
+gradient. The STE's step is the same with `e + sg(q − e)`. The subject runs in the default fused-backward
+mode ("auto", estimators/fused.py: compiled from N·D ≥ 2²⁰ in float32). For `rotation`, the same rounds also
+time "rotation (eager)" and "rotation (fused)" with the mode forced, and "rotation (before)", the code as
+committed before the performance work (benchmarks/_baseline.py).
 """
 from __future__ import annotations
 
@@ -39,6 +41,18 @@ def estimator_step(name, e, q, g, device):
     return transport_step(estimators.get(name).transport, e, q, g, device)
 
 
+def in_mode(step, mode: str):
+    """`step` with the fused-backward mode forced to `mode` ("off" or "on") for the call."""
+    def forced():
+        estimators.set_fused_backward(mode)
+        try:
+            step()
+        finally:
+            estimators.set_fused_backward(None)
+
+    return forced
+
+
 @pytest.mark.parametrize("n,d", SHAPES, ids=[f"N{n}-D{d}" for n, d in SHAPES])
 @pytest.mark.parametrize("name", NAMES)
 def test_transport_forward_backward(benchmark, request, device, name, n, d):
@@ -46,6 +60,8 @@ def test_transport_forward_backward(benchmark, request, device, name, n, d):
     e, q, g = inputs(n, d, device)
     others = {"ste": estimator_step("ste", e, q, g, device)}  # for name == "ste": an A/A check of the noise
     if name == "rotation":
+        others["rotation (eager)"] = in_mode(estimator_step(name, e, q, g, device), "off")
+        others["rotation (fused)"] = in_mode(estimator_step(name, e, q, g, device), "on")
         others["rotation (before)"] = transport_step(_baseline.rotation_transport, e, q, g, device)
     info = interleaved(benchmark, request, name, estimator_step(name, e, q, g, device), others, device)
     info.update(section="a", estimator=name, N=n, D=d)

@@ -9,6 +9,8 @@ all cores); `--jobs 2` runs a process pool of 2 workers with cores/2 threads eac
 """
 from __future__ import annotations
 
+import datetime as dt
+import json
 import os
 import subprocess
 import sys
@@ -54,6 +56,14 @@ sys.exit(run_suite_main(sys.argv[2:]))
 """
 
 
+def runs_span(out: Path) -> float:
+    """Seconds from the first run's start to the last run's end, from the records (1 s resolution)."""
+    records = [json.loads(path.read_text()) for path in out.glob("**/record.json")]
+    started = min(dt.datetime.fromisoformat(r["started"]) for r in records)
+    finished = max(dt.datetime.fromisoformat(r["finished"]) for r in records)
+    return (finished - started).total_seconds()
+
+
 def test_suite_jobs_2_vs_jobs_1(benchmark, request, device, tmp_path):
     benchmark.group = "f. run-suite, 4 short runs: --jobs 2 vs --jobs 1"
     if device.type != "cpu":
@@ -65,6 +75,7 @@ def test_suite_jobs_2_vs_jobs_1(benchmark, request, device, tmp_path):
     suite_path = tmp_path / "bench_jobs.yaml"
     suite_path.write_text(SUITE.replace("STEPS", str(STEPS)))
     counter = {"n": 0}
+    spans = {"jobs 1": [], "jobs 2": []}
     threads = int(os.environ.get("BENCH_THREADS", "0") or 0)
 
     def run(jobs: int):
@@ -75,6 +86,7 @@ def test_suite_jobs_2_vs_jobs_1(benchmark, request, device, tmp_path):
             done = subprocess.run([sys.executable, "-c", CALL, str(threads), *args], cwd=ROOT,
                                   capture_output=True, text=True)
             assert done.returncode == 0, f"run-suite --jobs {jobs} exited with {done.returncode}: {done.stderr[-2000:]}"
+            spans[f"jobs {jobs}"].append(runs_span(out))
 
         return call
 
@@ -82,4 +94,5 @@ def test_suite_jobs_2_vs_jobs_1(benchmark, request, device, tmp_path):
     info = interleaved(benchmark, request, "jobs 2", run(2), {"jobs 1": run(1)}, device, cap=2,
                        first_times={"jobs 2": 60.0, "jobs 1": 60.0})
     info.update(section="f", runs=4, steps=STEPS, batch=64, cores=_cores(), suite=SUITE.replace("STEPS", str(STEPS)),
-                jobs1_threads=threads if threads > 0 else torch.get_num_threads(), jobs2_threads=max(1, _cores() // 2))
+                jobs1_threads=threads if threads > 0 else torch.get_num_threads(), jobs2_threads=max(1, _cores() // 2),
+                runs_span=spans)

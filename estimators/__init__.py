@@ -4,6 +4,7 @@ See the README's estimator table; each module's docstring gives its formula and 
 """
 from . import exact, gumbel, hessian, reflection, rotation, ste  # noqa: F401  (registers the estimators)
 from .base import EPS, DecoderAwareEstimator, Estimator, SamplingEstimator, TransportEstimator
+from .fused import fused_backward_mode, set_fused_backward
 from .registry import closest, estimator_class, get, names, parameter_names, register
 
 __all__ = [
@@ -14,8 +15,10 @@ __all__ = [
     "TransportEstimator",
     "closest",
     "estimator_class",
+    "fused_backward_mode",
     "get",
     "names",
     "parameter_names",
     "register",
+    "set_fused_backward",
 ]

@@ -12,15 +12,20 @@ Degenerate points (fallbacks, all finite):
 * 1 + c < EPS (e opposite q): r is undefined; the rrᵀ term is dropped, leaving R = I + 2q̂êᵀ, which for
   ê = −q̂ is the reflection I − 2q̂q̂ᵀ: it still maps ê to q̂ and the gradient stays finite.
 
-Cost (benchmarks/bench_estimators.py): two norms and three per-token dot products (one read of e, q, g
-each per reduction, no (N, D) temporaries), arithmetic on (N, 1) scalars, and one (N, D) output written by
-a multiply and two in-place fused multiply-adds. Only the output is a new (N, D) buffer: on the CPU a fresh
-large buffer costs page faults comparable to a full pass over memory, so none is allocated in between.
+Two implementations of each closed form share the per-token scalar arithmetic (`_rotation_coefficients`,
+`_reflection_coefficients`) and differ only in how the (N, D) passes are done (benchmarks/bench_estimators.py):
+* eager: two norms and three per-token dot products (one read of e, q, g each per reduction, no (N, D)
+  temporaries), arithmetic on (N, 1) scalars, and one (N, D) output written by a multiply and two in-place
+  fused multiply-adds. Only the output is a new (N, D) buffer: on the CPU a fresh large buffer costs page
+  faults comparable to a full pass over memory, so none is allocated in between.
+* plain: the same with out-of-place ops, for torch.compile to fuse into one or two loops (estimators/fused.py
+  decides which one runs).
 """
 from __future__ import annotations
 
 import torch
 
+from . import fused
 from .base import EPS
 
 #: Per-token dot products go through the CPU's batched-matmul kernel (one pass, no temporary) only when the
@@ -47,11 +52,14 @@ def row_dot(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return torch.linalg.vecdot(x, y, dim=-1).unsqueeze(-1)
 
 
-def token_norms(e: torch.Tensor, q: torch.Tensor):
-    """‖e‖, ‖q‖ (N, 1) and the mask of tokens where both are non-degenerate."""
-    e_norm = torch.linalg.vector_norm(e, dim=-1, keepdim=True)
-    q_norm = torch.linalg.vector_norm(q, dim=-1, keepdim=True)
-    return e_norm, q_norm, (e_norm > EPS) & (q_norm > EPS)
+def _norm(x: torch.Tensor) -> torch.Tensor:
+    """Per-row Euclidean norms (N, 1)."""
+    return torch.linalg.vector_norm(x, dim=-1, keepdim=True)
+
+
+def _sum_of_products(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Per-row Σ x·y (N, 1) written as a product and a sum: the form torch.compile fuses into one loop."""
+    return (x * y).sum(dim=-1, keepdim=True)
 
 
 def _fallback_to_g(out, g, valid):
@@ -79,8 +87,68 @@ def _combine(g, e, q, coef_g, coef_e, coef_q, valid, out=None):
     return _fallback_to_g(out, g, valid)
 
 
+def _rotation_coefficients(e_norm, q_norm, e_dot_q, e_dot_g, q_dot_g, scale, radial_removed, sq_distance=None):
+    """Per-token (s, coef_e, coef_q, valid) with s·Rᵀg = s·g + coef_e·e + coef_q·q (s None means 1).
+
+    Inputs are (N, 1): the norms and dot products of e, q, g, and ‖q − e‖² for "inverse_sq_distance".
+    `valid` marks the tokens that keep the rotation (both norms above EPS); the others take g.
+    """
+    valid = (e_norm > EPS) & (q_norm > EPS)
+    safe_e = e_norm.clamp_min(EPS)
+    safe_q = q_norm.clamp_min(EPS)
+    cos = e_dot_q / (safe_e * safe_q)
+    a = e_dot_g / safe_e
+    b = q_dot_g / safe_q
+    one_plus_cos = cos + 1.0
+    k = torch.where(one_plus_cos > EPS, (a + b) / one_plus_cos.clamp_min(EPS), 0.0)
+    if scale == "norm_ratio":
+        s = safe_q / safe_e
+    elif scale == "one":
+        s = None
+    else:
+        s = 1.0 / (8.0 * sq_distance.clamp_min(EPS))
+    # coef_e = s(2b − k)/‖e‖, coef_q = −s·k/‖q‖
+    two_b_minus_k = b * 2.0 - k
+    if s is None:
+        coef_e = two_b_minus_k / safe_e
+        coef_q = -(k / safe_q)
+    else:
+        coef_e = two_b_minus_k * s / safe_e
+        coef_q = -s * k / safe_q
+    if radial_removed:
+        # v = s·Rᵀg = s·g + coef_e·e + coef_q·q; subtract e(eᵀv)/‖e‖² by adjusting coef_e.
+        s_e_dot_g = e_dot_g if s is None else s * e_dot_g
+        e_dot_v = s_e_dot_g + coef_e * e_norm * e_norm + coef_q * cos * e_norm * q_norm
+        coef_e = coef_e - e_dot_v / (safe_e * safe_e)
+    return s, coef_e, coef_q, valid
+
+
+def _rotation_backward_eager(g, e, q, scale, radial_removed):
+    out = None
+    sq_distance = None
+    if scale == "inverse_sq_distance":
+        # ‖q − e‖² directly: the law of cosines would cancel catastrophically in float32 near e = q. The
+        # difference is written into the buffer that then receives the result (no extra (N, D) allocation).
+        out = torch.sub(q, e)
+        sq_distance = row_dot(out, out)
+    e_norm, q_norm = _norm(e), _norm(q)
+    s, coef_e, coef_q, valid = _rotation_coefficients(e_norm, q_norm, row_dot(e, q), row_dot(e, g), row_dot(q, g),
+                                                      scale, radial_removed, sq_distance)
+    return _combine(g, e, q, s, coef_e, coef_q, valid, out=out)
+
+
+def _rotation_backward_plain(g, e, q, scale, radial_removed):
+    sq_distance = _sum_of_products(q - e, q - e) if scale == "inverse_sq_distance" else None
+    e_norm, q_norm = _sum_of_products(e, e).sqrt(), _sum_of_products(q, q).sqrt()
+    s, coef_e, coef_q, valid = _rotation_coefficients(
+        e_norm, q_norm, _sum_of_products(e, q), _sum_of_products(e, g), _sum_of_products(q, g), scale,
+        radial_removed, sq_distance)
+    out = coef_e * e + coef_q * q + (g if s is None else s * g)
+    return torch.where(valid, out, g)
+
+
 def rotation_backward(g, e, q, scale: str = "norm_ratio", radial_removed: bool = False):
-    """s·Rᵀg for tokens (N, D), with s chosen by `scale` (A.9.2).
+    """s·Rᵀg for tokens (N, D), with s chosen by `scale` (A.9.2); fused by torch.compile per estimators/fused.py.
 
     scale: "norm_ratio" (λ = ‖q‖/‖e‖, the rotation trick), "one" (no rescaling, A.9) or
     "inverse_sq_distance" (γ = 1/(8‖q − e‖²), A.9.2; ‖q − e‖² is floored at EPS).
@@ -88,62 +156,42 @@ def rotation_backward(g, e, q, scale: str = "norm_ratio", radial_removed: bool =
     """
     if scale not in ("norm_ratio", "one", "inverse_sq_distance"):
         raise ValueError(f"unknown scale {scale!r}; valid: norm_ratio, one, inverse_sq_distance")
-    out = None
-    e_norm, q_norm, valid = token_norms(e, q)
-    safe_e = e_norm.clamp_min(EPS)
-    safe_q = q_norm.clamp_min(EPS)
-    e_dot_g = row_dot(e, g)
-    q_dot_g = row_dot(q, g)
-    cos = row_dot(e, q).div_(safe_e * safe_q)
-    a = e_dot_g / safe_e
-    b = q_dot_g / safe_q
-    one_plus_cos = cos + 1.0
-    k = torch.where(one_plus_cos > EPS, a.add_(b).div_(one_plus_cos.clamp_min(EPS)), 0.0)
+    return fused.dispatch(_rotation_backward_plain, _rotation_backward_eager, g, e, q, scale=scale,
+                          radial_removed=radial_removed)
 
-    if scale == "norm_ratio":
-        s = safe_q / safe_e
-    elif scale == "one":
-        s = None
-    else:
-        # ‖q − e‖² directly: the law of cosines would cancel catastrophically in float32 near e = q. The
-        # difference is written into the buffer that then receives the result (no extra (N, D) allocation).
-        out = torch.sub(q, e)
-        sq_distance = row_dot(out, out).clamp_min(EPS)
-        s = 1.0 / (8.0 * sq_distance)
 
-    # coef_e = s(2b − k)/‖e‖, coef_q = −s·k/‖q‖
-    two_b_minus_k = b.mul_(2.0).sub_(k)
-    if s is None:
-        coef_e = two_b_minus_k.div_(safe_e)
-        coef_q = k.div(safe_q).neg_()
-    else:
-        coef_e = two_b_minus_k.mul_(s).div_(safe_e)
-        coef_q = (-s).mul_(k).div_(safe_q)
-    if radial_removed:
-        # v = s·Rᵀg = s·g + coef_e·e + coef_q·q; subtract e(eᵀv)/‖e‖² by adjusting coef_e.
-        s_e_dot_g = e_dot_g if s is None else s * e_dot_g
-        e_dot_v = s_e_dot_g + coef_e * e_norm * e_norm + coef_q * cos * e_norm * q_norm
-        coef_e = coef_e - e_dot_v / (safe_e * safe_e)
-    return _combine(g, e, q, s, coef_e, coef_q, valid, out=out)
+def _reflection_coefficients(e_norm, q_norm, one_minus_cos, a_minus_b):
+    """Per-token (λ, −k, valid) with λHᵀg = λ(g − k(ê − q̂)); 1 − c < EPS gives k = 0 (H = I)."""
+    valid = (e_norm > EPS) & (q_norm > EPS)
+    k = torch.where(one_minus_cos > EPS, a_minus_b / one_minus_cos.clamp_min(EPS), 0.0)
+    return q_norm.clamp_min(EPS) / e_norm.clamp_min(EPS), -k, valid
+
+
+def _reflection_backward_eager(g, e, q):
+    e_norm, q_norm = _norm(e), _norm(q)
+    # 1 − c = ‖ê − q̂‖²/2 and a − b = (ê − q̂)ᵀg from the difference itself: computing them from c would
+    # cancel in float32 for the ordinary case e close to q (≈0.3% gradient error at 1 − c = 1e-4).
+    # ê − q̂ is built in the buffer that then receives the result λ(g − k(ê − q̂)): one (N, D) allocation.
+    direction = torch.div(e, e_norm.clamp_min(EPS))
+    direction.addcdiv_(q, q_norm.clamp_min(EPS), value=-1.0)
+    lam, minus_k, valid = _reflection_coefficients(e_norm, q_norm, row_dot(direction, direction).mul_(0.5),
+                                                   row_dot(direction, g))
+    out = torch.addcmul(g, direction, minus_k, out=direction).mul_(lam)
+    return _fallback_to_g(out, g, valid)
+
+
+def _reflection_backward_plain(g, e, q):
+    e_norm, q_norm = _sum_of_products(e, e).sqrt(), _sum_of_products(q, q).sqrt()
+    direction = e / e_norm.clamp_min(EPS) - q / q_norm.clamp_min(EPS)
+    lam, minus_k, valid = _reflection_coefficients(e_norm, q_norm, _sum_of_products(direction, direction) * 0.5,
+                                                   _sum_of_products(direction, g))
+    return torch.where(valid, (g + minus_k * direction) * lam, g)
 
 
 def reflection_backward(g, e, q):
     """λHᵀg with H = I − 2wwᵀ, w = (ê − q̂)/‖ê − q̂‖ (A.8): λ[g − (a − b)/(1 − c)·(ê − q̂)].
 
     Degenerate points: ‖e‖ or ‖q‖ < EPS → straight-through g; 1 − c < EPS (e along q, nothing to reflect)
-    → H = I, gradient λg.
+    → H = I, gradient λg. Fused by torch.compile per estimators/fused.py.
     """
-    e_norm, q_norm, valid = token_norms(e, q)
-    safe_e = e_norm.clamp_min(EPS)
-    safe_q = q_norm.clamp_min(EPS)
-    # 1 − c = ‖ê − q̂‖²/2 and a − b = (ê − q̂)ᵀg from the difference itself: computing them from c would
-    # cancel in float32 for the ordinary case e close to q (≈0.3% gradient error at 1 − c = 1e-4).
-    # ê − q̂ is built in the buffer that then receives the result λ(g − k(ê − q̂)): one (N, D) allocation.
-    direction = torch.div(e, safe_e)
-    direction.addcdiv_(q, safe_q, value=-1.0)
-    one_minus_cos = row_dot(direction, direction).mul_(0.5)
-    a_minus_b = row_dot(direction, g)
-    k = torch.where(one_minus_cos > EPS, a_minus_b.div_(one_minus_cos.clamp_min(EPS)), 0.0)
-    lam = safe_q / safe_e
-    out = torch.addcmul(g, direction, k.neg_(), out=direction).mul_(lam)
-    return _fallback_to_g(out, g, valid)
+    return fused.dispatch(_reflection_backward_plain, _reflection_backward_eager, g, e, q)

@@ -15,6 +15,8 @@ import traceback
 from datetime import datetime, timezone
 from pathlib import Path
 
+import estimators
+
 from . import store
 from .suite import RunSpec
 from .train import train_run
@@ -25,7 +27,7 @@ def _now() -> str:
 
 
 def provenance() -> dict:
-    """Where and with what a record was made: git commit, package versions, host."""
+    """Where and with what a record was made: git commit, package versions, host, fused-backward mode."""
     import numpy
     import torch
 
@@ -41,6 +43,7 @@ def provenance() -> dict:
         "git_commit": commit, "git_dirty": dirty, "host": socket.gethostname(), "user": getpass.getuser(),
         "python": platform.python_version(), "torch": torch.__version__, "numpy": numpy.__version__,
         "cuda": torch.version.cuda if torch.cuda.is_available() else None,
+        "fused_backward": estimators.fused_backward_mode(),
     }
 
 

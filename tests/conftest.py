@@ -109,3 +109,18 @@ def reference_transport_gradient(name: str, params: dict, e, q, g):
 def reference_gradient():
     """The float64 explicit-matrix reference (see `reference_transport_gradient`)."""
     return reference_transport_gradient
+
+
+@pytest.fixture(params=["eager", "fused"])
+def transport_backend(request, monkeypatch):
+    """Run the test once with the eager closed forms and once compiled (estimators/fused.py, mode "on").
+
+    Fused runs raise instead of silently running uncompiled if torch.compile's recompile limit is reached.
+    """
+    import estimators
+
+    if request.param == "fused":
+        monkeypatch.setattr(torch._dynamo.config, "fail_on_recompile_limit_hit", True)
+    estimators.set_fused_backward("off" if request.param == "eager" else "on")
+    yield request.param
+    estimators.set_fused_backward(None)

@@ -207,7 +207,7 @@ def _fallback_cases_for_comparison(name: str, params: dict, dtype):
     [c for c in TRANSPORT_CONFIGS if c[0] != "rotation_through_r"],
     ids=[i for c, i in zip(TRANSPORT_CONFIGS, TRANSPORT_IDS) if c[0] != "rotation_through_r"],
 )
-def test_gradients_at_degenerate_points_equal_documented_fallback(config, dim, dtype, reference_gradient):
+def test_gradients_at_degenerate_points_equal_documented_fallback(config, dim, dtype, reference_gradient, transport_backend):
     """STE g when a norm is below EPS; e = −q drops rrᵀ (R = I + 2q̂êᵀ); reflection with e ∥ q gives λg."""
     name, params = config
     est = build(config)
@@ -225,7 +225,7 @@ def test_gradients_at_degenerate_points_equal_documented_fallback(config, dim, d
 
 
 @pytest.mark.parametrize("dim", [2, 3, 32])
-def test_documented_fallbacks_in_words(dim):
+def test_documented_fallbacks_in_words(dim, transport_backend):
     """The fallbacks spelled out by hand (not via the reference), float64."""
     q = torch.randn(4, dim, dtype=torch.float64)
     g = torch.randn(4, dim, dtype=torch.float64)

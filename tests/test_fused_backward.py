@@ -1,0 +1,154 @@
+"""Choosing between the eager and the compiled (fused) backward: modes, the size threshold, failures.
+
+The numerics of the fused path are tested with the eager one, against the float64 closed forms, through the
+`transport_backend` fixture (test_estimator_gradients.py, test_estimators.py).
+"""
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+
+import estimators
+from estimators import fused
+from harness.runner import provenance
+
+SMALL = (64, 8)
+LARGE = (fused.FUSED_MIN_ELEMENTS // 32, 32)  # exactly the "auto" threshold
+
+
+@pytest.fixture(autouse=True)
+def _default_mode(monkeypatch):
+    monkeypatch.delenv(fused.ENV, raising=False)
+    estimators.set_fused_backward(None)
+    yield
+    estimators.set_fused_backward(None)
+
+
+@pytest.fixture
+def compile_calls(monkeypatch):
+    """Replace the compiler by a spy that runs the plain form eagerly; the list of (function, static) calls."""
+    calls = []
+
+    def fake_compiled(plain, static):
+        calls.append((plain.__name__, static))
+        return lambda g, e, q: plain(g, e, q, **dict(static))
+
+    monkeypatch.setattr(fused, "_compiled", fake_compiled)
+    return calls
+
+
+def rotation_grad(shape, name="rotation", dtype=torch.float32, **params):
+    gen = torch.Generator().manual_seed(0)
+    q = torch.randn(*shape, generator=gen, dtype=dtype)
+    e = (q + 0.3 * torch.randn(*shape, generator=gen, dtype=dtype)).requires_grad_()
+    g = torch.randn(*shape, generator=gen, dtype=dtype)
+    estimators.get(name, **params).transport(e, q).backward(g)
+    return e.grad
+
+
+def test_default_mode_is_auto():
+    assert estimators.fused_backward_mode() == "auto"
+
+
+def test_environment_variable_sets_the_mode(monkeypatch):
+    monkeypatch.setenv(fused.ENV, " ON ")
+    assert estimators.fused_backward_mode() == "on"
+    monkeypatch.setenv(fused.ENV, "off")
+    assert estimators.fused_backward_mode() == "off"
+
+
+def test_set_fused_backward_overrides_the_environment_until_reset(monkeypatch):
+    monkeypatch.setenv(fused.ENV, "off")
+    estimators.set_fused_backward("on")
+    assert estimators.fused_backward_mode() == "on"
+    estimators.set_fused_backward(None)
+    assert estimators.fused_backward_mode() == "off"
+
+
+def test_invalid_environment_value_names_the_variable_and_the_choices(monkeypatch):
+    monkeypatch.setenv(fused.ENV, "yes")
+    with pytest.raises(ValueError, match=r"ROTATION_HARNESS_FUSED_BACKWARD.*'yes'.*auto, on, off"):
+        estimators.fused_backward_mode()
+
+
+def test_invalid_mode_is_refused_by_set_fused_backward():
+    with pytest.raises(ValueError, match=r"set_fused_backward.*'fast'.*auto, on, off"):
+        estimators.set_fused_backward("fast")
+
+
+def test_auto_fuses_only_float32_at_or_above_the_threshold(compile_calls):
+    rotation_grad(SMALL)
+    rotation_grad(LARGE, dtype=torch.float64)
+    assert compile_calls == []
+    rotation_grad(LARGE)
+    rotation_grad(LARGE, name="reflection")
+    rotation_grad(LARGE, name="rotation_gamma", gamma="inverse_sq_distance")
+    assert compile_calls == [
+        ("_rotation_backward_plain", (("radial_removed", False), ("scale", "norm_ratio"))),
+        ("_reflection_backward_plain", ()),
+        ("_rotation_backward_plain", (("radial_removed", False), ("scale", "inverse_sq_distance"))),
+    ]
+
+
+def test_off_never_compiles_and_on_always_does(compile_calls):
+    estimators.set_fused_backward("off")
+    rotation_grad(LARGE)
+    assert compile_calls == []
+    estimators.set_fused_backward("on")
+    rotation_grad(SMALL, dtype=torch.float64)
+    assert len(compile_calls) == 1
+
+
+def test_ste_and_decoder_aware_estimators_never_compile(compile_calls):
+    estimators.set_fused_backward("on")
+    rotation_grad(LARGE, name="ste")
+    assert compile_calls == []
+
+
+def _failing_compiler(monkeypatch):
+    def compiled(plain, static):
+        def broken(g, e, q):
+            raise RuntimeError("no C++ compiler found")
+        return broken
+
+    monkeypatch.setattr(fused, "_compiled", compiled)
+
+
+def test_auto_falls_back_to_eager_with_one_warning_when_compiling_fails(monkeypatch):
+    estimators.set_fused_backward("off")
+    want = rotation_grad(LARGE)
+    estimators.set_fused_backward("auto")
+    _failing_compiler(monkeypatch)
+    with pytest.warns(RuntimeWarning, match="fused backward disabled.*no C\\+\\+ compiler"):
+        got = rotation_grad(LARGE)
+    assert torch.equal(got, want)
+    assert "no C++ compiler" in fused.compile_failure()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no second warning, no second attempt
+        assert torch.equal(rotation_grad(LARGE), want)
+
+
+def test_on_raises_a_clear_error_when_compiling_fails(monkeypatch):
+    estimators.set_fused_backward("on")
+    _failing_compiler(monkeypatch)
+    with pytest.raises(RuntimeError, match="could not compile _rotation_backward_plain.*Set "
+                                           "ROTATION_HARNESS_FUSED_BACKWARD=off"):
+        rotation_grad(SMALL)
+
+
+def test_auto_compiles_for_real_at_the_threshold_and_matches_eager():
+    """The real compiler at N·D = 2²⁰ float32 (the path a large training batch takes)."""
+    estimators.set_fused_backward("off")
+    want = rotation_grad(LARGE)
+    estimators.set_fused_backward("auto")
+    got = rotation_grad(LARGE)
+    assert fused.compile_failure() is None
+    err = (got - want).norm(dim=-1) / want.norm(dim=-1)
+    assert 0 < err.max() < 1e-5  # a different order of float32 roundings: close, and not the eager result
+
+
+def test_provenance_records_the_mode(monkeypatch):
+    monkeypatch.setenv(fused.ENV, "off")
+    assert provenance()["fused_backward"] == "off"
