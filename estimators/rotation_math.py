@@ -11,6 +11,8 @@ Degenerate points (fallbacks, all finite):
 * ‖e‖ < EPS or ‖q‖ < EPS: ê or q̂ is undefined; the token falls back to the straight-through gradient g.
 * 1 + c < EPS (e opposite q): r is undefined; the rrᵀ term is dropped, leaving R = I + 2q̂êᵀ, which for
   ê = −q̂ is the reflection I − 2q̂q̂ᵀ: it still maps ê to q̂ and the gradient stays finite.
+* 1 + c < NEAR_OPPOSITE (1e-2): 1 + c and a + b, computed from c, a and b, would cancel in float32, so these
+  tokens are recomputed from ê + q̂ (1 + c = ‖ê + q̂‖²/2, a + b = (ê + q̂)ᵀg).
 
 Two implementations of each closed form share the per-token scalar arithmetic (`_rotation_coefficients`,
 `_reflection_coefficients`) and differ only in how the (N, D) passes are done (benchmarks/bench_estimators.py):
@@ -87,11 +89,19 @@ def _combine(g, e, q, coef_g, coef_e, coef_q, valid, out=None):
     return _fallback_to_g(out, g, valid)
 
 
-def _rotation_coefficients(e_norm, q_norm, e_dot_q, e_dot_g, q_dot_g, scale, radial_removed, sq_distance=None):
-    """Per-token (s, coef_e, coef_q, valid) with s·Rᵀg = s·g + coef_e·e + coef_q·q (s None means 1).
+#: Tokens with 1 + cos(e, q) below this (computed from cos, where float32 cancels) get 1 + cos and (ê + q̂)ᵀg
+#: recomputed from the vector ê + q̂ (`_recompute_near_opposite`).
+NEAR_OPPOSITE = 1e-2
+
+
+def _rotation_coefficients(e_norm, q_norm, e_dot_q, e_dot_g, q_dot_g, scale, radial_removed, sq_distance=None,
+                           one_plus_cos=None, a_plus_b=None):
+    """Per-token (s, coef_e, coef_q, valid, 1 + cos) with s·Rᵀg = s·g + coef_e·e + coef_q·q (s None means 1).
 
     Inputs are (N, 1): the norms and dot products of e, q, g, and ‖q − e‖² for "inverse_sq_distance".
-    `valid` marks the tokens that keep the rotation (both norms above EPS); the others take g.
+    `one_plus_cos` = ‖ê + q̂‖²/2 and `a_plus_b` = (ê + q̂)ᵀg replace the values derived from the dot products
+    when given (accurate near e = −q). `valid` marks the tokens that keep the rotation (both norms above EPS);
+    the others take g.
     """
     valid = (e_norm > EPS) & (q_norm > EPS)
     safe_e = e_norm.clamp_min(EPS)
@@ -99,8 +109,11 @@ def _rotation_coefficients(e_norm, q_norm, e_dot_q, e_dot_g, q_dot_g, scale, rad
     cos = e_dot_q / (safe_e * safe_q)
     a = e_dot_g / safe_e
     b = q_dot_g / safe_q
-    one_plus_cos = cos + 1.0
-    k = torch.where(one_plus_cos > EPS, (a + b) / one_plus_cos.clamp_min(EPS), 0.0)
+    if one_plus_cos is None:
+        one_plus_cos = cos + 1.0
+    if a_plus_b is None:
+        a_plus_b = a + b
+    k = torch.where(one_plus_cos > EPS, a_plus_b / one_plus_cos.clamp_min(EPS), 0.0)
     if scale == "norm_ratio":
         s = safe_q / safe_e
     elif scale == "one":
@@ -120,10 +133,11 @@ def _rotation_coefficients(e_norm, q_norm, e_dot_q, e_dot_g, q_dot_g, scale, rad
         s_e_dot_g = e_dot_g if s is None else s * e_dot_g
         e_dot_v = s_e_dot_g + coef_e * e_norm * e_norm + coef_q * cos * e_norm * q_norm
         coef_e = coef_e - e_dot_v / (safe_e * safe_e)
-    return s, coef_e, coef_q, valid
+    return s, coef_e, coef_q, valid, one_plus_cos
 
 
-def _rotation_backward_eager(g, e, q, scale, radial_removed):
+def _rotation_backward_eager(g, e, q, scale, radial_removed, near_opposite=False):
+    """(s·Rᵀg, 1 + cos) with eager ops; `near_opposite`: take 1 + cos and a + b from ê + q̂ (an extra pass)."""
     out = None
     sq_distance = None
     if scale == "inverse_sq_distance":
@@ -132,19 +146,38 @@ def _rotation_backward_eager(g, e, q, scale, radial_removed):
         out = torch.sub(q, e)
         sq_distance = row_dot(out, out)
     e_norm, q_norm = _norm(e), _norm(q)
-    s, coef_e, coef_q, valid = _rotation_coefficients(e_norm, q_norm, row_dot(e, q), row_dot(e, g), row_dot(q, g),
-                                                      scale, radial_removed, sq_distance)
-    return _combine(g, e, q, s, coef_e, coef_q, valid, out=out)
+    accurate = {}
+    if near_opposite:
+        direction = e / e_norm.clamp_min(EPS) + q / q_norm.clamp_min(EPS)
+        accurate = {"one_plus_cos": row_dot(direction, direction) * 0.5, "a_plus_b": row_dot(direction, g)}
+    s, coef_e, coef_q, valid, one_plus_cos = _rotation_coefficients(
+        e_norm, q_norm, row_dot(e, q), row_dot(e, g), row_dot(q, g), scale, radial_removed, sq_distance, **accurate)
+    return _combine(g, e, q, s, coef_e, coef_q, valid, out=out), one_plus_cos
 
 
 def _rotation_backward_plain(g, e, q, scale, radial_removed):
     sq_distance = _sum_of_products(q - e, q - e) if scale == "inverse_sq_distance" else None
     e_norm, q_norm = _sum_of_products(e, e).sqrt(), _sum_of_products(q, q).sqrt()
-    s, coef_e, coef_q, valid = _rotation_coefficients(
+    s, coef_e, coef_q, valid, one_plus_cos = _rotation_coefficients(
         e_norm, q_norm, _sum_of_products(e, q), _sum_of_products(e, g), _sum_of_products(q, g), scale,
         radial_removed, sq_distance)
     out = coef_e * e + coef_q * q + (g if s is None else s * g)
-    return torch.where(valid, out, g)
+    return torch.where(valid, out, g), one_plus_cos
+
+
+def _recompute_near_opposite(out, one_plus_cos, g, e, q, scale, radial_removed):
+    """`out` with the tokens whose 1 + cos is below NEAR_OPPOSITE recomputed from ê + q̂ (in place).
+
+    1 + c from c loses about 1e-7/(1 + c) relative in float32 (1-3% gradient error at 1 + c = 1e-5), and so
+    does a + b; ‖ê + q̂‖²/2 and (ê + q̂)ᵀg do not cancel. Such tokens are rare (q is e's nearest code), so only
+    they pay for the extra pass; checking for them costs one comparison over N scalars and a device sync.
+    """
+    near = (one_plus_cos < NEAR_OPPOSITE).view(-1)
+    if not bool(near.any()):
+        return out
+    rows = near.nonzero().view(-1)
+    out[rows] = _rotation_backward_eager(g[rows], e[rows], q[rows], scale, radial_removed, near_opposite=True)[0]
+    return out
 
 
 def rotation_backward(g, e, q, scale: str = "norm_ratio", radial_removed: bool = False):
@@ -153,11 +186,13 @@ def rotation_backward(g, e, q, scale: str = "norm_ratio", radial_removed: bool =
     scale: "norm_ratio" (λ = ‖q‖/‖e‖, the rotation trick), "one" (no rescaling, A.9) or
     "inverse_sq_distance" (γ = 1/(8‖q − e‖²), A.9.2; ‖q − e‖² is floored at EPS).
     radial_removed: return λ(I − êêᵀ)Rᵀg, the gradient of ‖q‖·sg(R)·ê (the authors' VQGAN scripts).
+    Tokens near e = −q are recomputed without float32 cancellation (`_recompute_near_opposite`).
     """
     if scale not in ("norm_ratio", "one", "inverse_sq_distance"):
         raise ValueError(f"unknown scale {scale!r}; valid: norm_ratio, one, inverse_sq_distance")
-    return fused.dispatch(_rotation_backward_plain, _rotation_backward_eager, g, e, q, scale=scale,
-                          radial_removed=radial_removed)
+    out, one_plus_cos = fused.dispatch(_rotation_backward_plain, _rotation_backward_eager, g, e, q, scale=scale,
+                                       radial_removed=radial_removed)
+    return _recompute_near_opposite(out, one_plus_cos, g, e, q, scale, radial_removed)
 
 
 def _reflection_coefficients(e_norm, q_norm, one_minus_cos, a_minus_b):
