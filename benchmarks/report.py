@@ -364,12 +364,26 @@ def render(data: dict, machine: dict, device: str, threads_arg: int, command: st
                table(["target", "measured", "verdict"], rows) + "\n"]
     notes = []
     alone_d32 = next((i for i in a if i["estimator"] == "rotation" and i["N"] == 65536 and i["D"] == 32), None)
-    if alone_d32 and run.ratio(alone_d32, "ste")["min"] > 1.5:
+    step = next(iter(run.section("e-step")), None)
+    step_ratio = run.ratio(step, "ste") if step else None
+    if step_ratio and step_ratio["min"] > 1.0:
+        verdict = "does not hold" if step_ratio["min"] > 1.05 else "holds"
+        small = next((i for i in a if i["estimator"] == "rotation" and i["N"] == 4096 and i["D"] == 32), None)
+        share = (f" (section a: {fmt_s(run.stats(small, 'rotation')['min'])} for 4096 tokens of dimension 32, "
+                 f"against {fmt_s(run.stats(step, 'ste')['min'])} for the step)" if small else "")
+        notes.append(
+            f"* Training step ({step_ratio['min']:.3f}, median {step_ratio['median']:.3f}, {verdict}): the "
+            f"estimator is a small share of a step of this preset{share}, so this ratio is mostly the spread "
+            "between two equal steps; look at min/min and median/median together.")
+    alone_ratio = run.ratio(alone_d32, "ste")["min"] if alone_d32 else None
+    if alone_ratio is not None and alone_ratio > 0.9 * 1.5:
         eager = run.variant_ratio(alone_d32, "rotation (eager)", "ste")
         fused = run.variant_ratio(alone_d32, "rotation (fused)", "ste")
+        verdict = "does not hold" if alone_ratio > 1.5 else "holds, by less than 10%"
         notes.append(
-            "* Estimator alone at D = 32: the STE is two element-wise passes (e + (q − e)) and its backward is "
-            "free. The rotation's backward needs five per-token reductions (‖e‖, ‖q‖, eᵀq, eᵀg, qᵀg), about ten "
+            f"* Estimator alone at D = 32 ({alone_ratio:.2f}, {verdict}): the STE's own time at this shape moves "
+            "by up to 2× with the allocator state (see below), so the verdict can change from run to run. The "
+            "STE is two element-wise passes (e + (q − e)) and its backward is free. The rotation's backward needs five per-token reductions (‖e‖, ‖q‖, eᵀq, eᵀg, qᵀg), about ten "
             "scalar operations per token (square roots and divisions) and a three-input combination "
             "s·g + α·e + β·q. Eager PyTorch does each as its own pass over memory "
             f"({fmt_ratio(eager)} × the STE here); the default mode compiles them (torch.compile, "
@@ -377,7 +391,7 @@ def render(data: dict, machine: dict, device: str, threads_arg: int, command: st
             f"({fmt_ratio(fused)}). What remains is arithmetic, not memory traffic: on the CPU a 32-wide row "
             "gives each reduction only two SIMD vectors before a horizontal sum, and the per-token scalar chain "
             "runs once per 32 elements; the combination pass alone (three inputs read, one written) costs about "
-            "0.8× the STE. Below 1.5 at D = 32 on the CPU would need a hand-vectorised kernel that reduces "
+            "0.8× the STE. A clear margin below 1.5 at D = 32 on the CPU would need a hand-vectorised kernel that reduces "
             "several rows per SIMD register, which this harness does not carry. At D = 256 the same code is "
             "below the STE, whose two fresh 64 MiB buffers cost more page faults than the rotation's one.")
     if "jobs" in verdicts and verdicts["jobs"][1] is False:
@@ -388,7 +402,7 @@ def render(data: dict, machine: dict, device: str, threads_arg: int, command: st
             "can also only beat one when a second core is free (see the load average). Longer runs shift the "
             "ratio towards the runs' own ratio.")
     if notes:
-        targets += ["Why the targets that do not hold do not:\n", "\n".join(notes) + "\n"]
+        targets += ["Targets that do not hold, or hold by less than 10%:\n", "\n".join(notes) + "\n"]
     index = next(i for i, block in enumerate(out) if block.startswith("## How these numbers"))
     out[index:index] = targets
     return "\n".join(out), {k: v[1] for k, v in verdicts.items()}
