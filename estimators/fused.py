@@ -81,7 +81,10 @@ def _compiled(plain, static: tuple):
         return plain(g, e, q, **keywords)
 
     label = "_".join([plain.__name__.strip("_")] + [f"{k}_{v}" for k, v in static])
-    variant.__code__ = variant.__code__.replace(co_name=label, co_qualname=label)
+    names = {"co_name": label}
+    if hasattr(variant.__code__, "co_qualname"):  # Python 3.11+
+        names["co_qualname"] = label
+    variant.__code__ = variant.__code__.replace(**names)
     return torch.compile(variant, dynamic=True)
 
 
