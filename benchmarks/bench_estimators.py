@@ -3,7 +3,7 @@
 One step is `out = estimator.transport(e, q)` (under bf16 autocast on CUDA) followed by
 `torch.autograd.grad(out, e, g)`, with e a leaf (N, D) float32 tensor, q its codes and g the incoming
 gradient. The STE's step is the same with `e + sg(q − e)`. The subject runs in the default fused-backward
-mode ("auto", estimators/fused.py: compiled from N·D ≥ 2²⁰ in float32). For `rotation`, the same rounds also
+mode ("auto", estimators/fused.py: compiled from N·D ≥ 2²¹ in float32). For `rotation`, the same rounds also
 time "rotation (eager)" and "rotation (fused)" with the mode forced, and "rotation (before)", the code as
 committed before the performance work (benchmarks/_baseline.py).
 """

@@ -177,7 +177,7 @@ def render(data: dict, machine: dict, device: str, threads_arg: int, command: st
                      fmt_ratio(run.variant_ratio(info, "rotation (fused)", "ste")),
                      f"{fmt_pair(run.stats(info, 'rotation (before)'))} (after/before {fmt_ratio(before)})"
                      if before else ""])
-    out.append("The estimator column runs in the default mode (`auto`: compiled from N·D ≥ 2²⁰ in float32, "
+    out.append("The estimator column runs in the default mode (`auto`: compiled from N·D ≥ 2²¹ in float32, "
                "estimators/fused.py); for `rotation` the eager and the compiled forms are also timed with the "
                "mode forced, in the same rounds.\n")
     out.append(table(["N", "D", "estimator", "time min / median", "STE min / median", "ratio vs STE",

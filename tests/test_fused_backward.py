@@ -9,6 +9,7 @@ import warnings
 
 import pytest
 import torch
+import yaml
 
 import estimators
 from estimators import fused
@@ -139,7 +140,7 @@ def test_on_raises_a_clear_error_when_compiling_fails(monkeypatch):
 
 
 def test_auto_compiles_for_real_at_the_threshold_and_matches_eager():
-    """The real compiler at N·D = 2²⁰ float32 (the path a large training batch takes)."""
+    """The real compiler at N·D = 2²¹ float32 (the path a large training batch takes)."""
     estimators.set_fused_backward("off")
     want = rotation_grad(LARGE)
     estimators.set_fused_backward("auto")
@@ -152,3 +153,25 @@ def test_auto_compiles_for_real_at_the_threshold_and_matches_eager():
 def test_provenance_records_the_mode(monkeypatch):
     monkeypatch.setenv(fused.ENV, "off")
     assert provenance()["fused_backward"] == "off"
+
+
+def test_cpu_profiles_of_the_suites_stay_eager_in_auto():
+    """README: the suites' CPU settings never reach the auto threshold, so their results need no compiler."""
+    from harness.suite import SUITES_DIR, load_suite
+    from models.registry import build_params, get_family
+
+    checked = 0
+    for path in sorted(SUITES_DIR.glob("*.yaml")):
+        has_cpu_profile = "cpu" in (yaml.safe_load(path.read_text()).get("profiles") or {})
+        suite = load_suite(path, profile="cpu" if has_cpu_profile else None)
+        for spec in suite.runs:
+            model = dict(spec.config["model"])
+            family = get_family(model.pop("family"))
+            model.pop("preset", None)
+            if not hasattr(family, "latent_shape"):
+                continue  # synthetic problems: a few hundred 2-D points
+            latent = family.latent_shape(build_params(family, model))
+            elements = spec.config["training"]["batch_size"] * int(torch.Size(latent).numel())
+            assert elements < fused.FUSED_MIN_ELEMENTS, (path.name, spec.label, latent)
+            checked += 1
+    assert checked > 50
