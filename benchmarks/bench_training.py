@@ -121,6 +121,6 @@ def test_harness_overhead(benchmark, request, device, tmp_path):
         f"bare loop {STEPS_SHORT} steps": lambda: bare_loop(configs[STEPS_SHORT], STEPS_SHORT),
     }
     info = interleaved(benchmark, request, f"train_run {STEPS_LONG} steps", harness_run(STEPS_LONG), variants,
-                       device, cap=2, warmup=False)
+                       device, cap=5, warmup=False)
     info.update(section="e-overhead", steps_short=STEPS_SHORT, steps_long=STEPS_LONG, batch=BATCH,
                 config=configs[STEPS_LONG])

@@ -13,6 +13,7 @@ import argparse
 import datetime as _dt
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -20,6 +21,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 SEARCH_METHODS = ("chunked", "chunked (before)", "cdist+argmin", "naive broadcast")
+
+#: glibc malloc: large buffers recycled as in a long-running process, not faulted in anew depending on history.
+MALLOC_SETTINGS = {"MALLOC_MMAP_THRESHOLD_": str(32 * 2**20), "MALLOC_TRIM_THRESHOLD_": str(2**30)}
 
 TARGETS_TEXT = {
     "step": "rotation / STE, full training step (VQ-VAE cpu preset) ≤ 1.05",
@@ -41,6 +45,8 @@ def run_benchmarks(json_path: Path, device: str, threads: int, max_time: float, 
     if select:
         cmd += ["-k", select]
     env = dict(os.environ, BENCH_DEVICE=device, BENCH_THREADS=str(threads))
+    for name, value in MALLOC_SETTINGS.items():  # see "How these numbers are measured"
+        env.setdefault(name, value)
     print("running:", " ".join(cmd), f"(BENCH_DEVICE={device} BENCH_THREADS={threads})", flush=True)
     return subprocess.call(cmd, cwd=ROOT, env=env)
 
@@ -131,7 +137,8 @@ def render(data: dict, machine: dict, device: str, threads_arg: int, command: st
             ["memory", f"{machine.get('memory_gib')} GiB"], ["torch", machine.get("torch")],
             ["torch threads in the benchmarks", f"{threads} (BENCH_THREADS={threads_arg})"],
             ["python", machine.get("python")], ["vector-quantize-pytorch", machine.get("vector_quantize_pytorch")],
-            ["load average before / after", f"{machine.get('load_before')} / {machine.get('load_after')}"]]
+            ["load average before / after", f"{machine.get('load_before')} / {machine.get('load_after')}"],
+            ["glibc malloc in the benchmark process", machine.get("malloc", "not recorded (adaptive)")]]
     if device == "cuda":
         rows += [["GPU", machine.get("gpu")], ["CUDA", machine.get("cuda")]]
     out.append(table(["", ""], rows) + "\n")
@@ -155,11 +162,13 @@ def render(data: dict, machine: dict, device: str, threads_arg: int, command: st
         "not included; the analytic size of the largest temporary is shown next to it.\n"
         "* \"(before)\" variants are the code as committed before this performance work (benchmarks/_baseline.py), "
         "measured in the same rounds.\n"
-        "* A fresh multi-MiB buffer costs page faults (counted in the CPU time). Whether an (N, D) buffer of "
-        "8 MiB (N = 65536, D = 32) is recycled or faulted in again depends on glibc's adaptive mmap threshold, "
-        "i.e. on what the process allocated before, so the absolute STE time there moves between tests (about "
-        "1 to 7 ms); buffers of 64 MiB (D = 256) are always fresh. Variants compared within one test see the "
-        "same allocator state.\n")
+        "* A fresh multi-MiB buffer costs page faults (counted in the CPU time). Left to itself, glibc's "
+        "adaptive mmap threshold decides from what the process allocated before whether an 8 MiB buffer "
+        "(N = 65536, D = 32) is recycled or faulted in again, which moved the STE's time there between 0.7 and "
+        "7 ms from test to test. The benchmark process therefore runs with the threshold fixed at its 32 MiB "
+        "maximum and trimming off (`MALLOC_MMAP_THRESHOLD_`, `MALLOC_TRIM_THRESHOLD_`, unless already set): the "
+        "steady state of a long training process, where buffers up to 32 MiB are recycled; larger ones (64 MiB "
+        "at D = 256) are always fresh.\n")
 
     # --- a
     a = run.section("a")
@@ -309,21 +318,30 @@ def render(data: dict, machine: dict, device: str, threads_arg: int, command: st
             per_step_b = (bl["min"] - bs["min"]) / (l - s)
             per_step = per_step_h / per_step_b - 1 if per_step_b > 0 else float("nan")
             fixed = (tl["min"] - bl["min"]) - l * (per_step_h - per_step_b)
-            per_clock[clk] = (whole, per_step, fixed)
+            times = info["times"][clk]
+            per_round = [((th - tsh) / (tb - tsb) - 1) for th, tsh, tb, tsb in zip(
+                times[f"train_run {l} steps"], times[f"train_run {s} steps"], times[f"bare loop {l} steps"],
+                times[f"bare loop {s} steps"]) if tb > tsb]
+            paired = statistics.median(per_round) if per_round else float("nan")
+            per_clock[clk] = (whole, paired, fixed)
             rows.append([clk, fmt_pair(tl), fmt_pair(bl), fmt_pair(ts), fmt_pair(bs), f"{whole:+.1%}",
-                         f"{fmt_s(per_step_h)} vs {fmt_s(per_step_b)} ({per_step:+.1%})", fmt_s(fixed)])
+                         f"{fmt_s(per_step_h)} vs {fmt_s(per_step_b)} ({per_step:+.1%})",
+                         f"{paired:+.1%} ({len(per_round)} rounds)", fmt_s(fixed)])
         out.append(f"Harness overhead: `harness.train.train_run` on a tiny resolved config (VQ-VAE cpu preset, "
                    f"batch {info['batch']}, no diagnostics, 1 validation batch) against a bare loop of "
                    "`training_step` on the same batches (training set + model + optimisers + steps only). Two "
-                   f"lengths, {s} and {l} steps (min times): the per-step overhead is the slope (DataLoader, "
+                   f"lengths, {s} and {l} steps: the per-step overhead is the slope (DataLoader, "
                    "sampler, scheduler, logging per step), the fixed cost the intercept (validation set, final "
                    "evaluation, checkpoint: once per run, whatever its length); the whole-run overhead of the "
-                   f"{l}-step run contains both.\n")
+                   f"{l}-step run contains both. The slope from the min times is a difference of two noisy "
+                   "minima; the verdict uses the median over rounds of each round's own slope ratio (the four "
+                   "variants of a round run back to back).\n")
         out.append(table(["clock", f"train_run {l}", f"bare {l}", f"train_run {s}", f"bare {s}",
-                          f"whole-run overhead ({l} steps)", "per step: harness vs bare", "fixed cost per run"],
-                         rows) + "\n")
+                          f"whole-run overhead ({l} steps)", "per step from min times",
+                          "per step, median of rounds", "fixed cost per run"], rows) + "\n")
         whole, per_step, fixed = per_clock[run.clock]
-        verdicts["overhead"] = (f"per step {per_step:+.1%} ({clock_name}; wall {per_clock['wall'][1]:+.1%}); "
+        verdicts["overhead"] = (f"per step {per_step:+.1%} (median of rounds, {clock_name}; wall "
+                                f"{per_clock['wall'][1]:+.1%}); "
                                 f"plus a fixed {fmt_s(fixed)} per run, {whole:+.1%} of this {l}-step run in all",
                                 per_step <= 0.05)
     if not run.section("e-overhead"):
@@ -381,8 +399,7 @@ def render(data: dict, machine: dict, device: str, threads_arg: int, command: st
         fused = run.variant_ratio(alone_d32, "rotation (fused)", "ste")
         verdict = "does not hold" if alone_ratio > 1.5 else "holds, by less than 10%"
         notes.append(
-            f"* Estimator alone at D = 32 ({alone_ratio:.2f}, {verdict}): the STE's own time at this shape moves "
-            "by up to 2× with the allocator state (see below), so the verdict can change from run to run. The "
+            f"* Estimator alone at D = 32 ({alone_ratio:.2f}, {verdict}): the "
             "STE is two element-wise passes (e + (q − e)) and its backward is free. The rotation's backward needs five per-token reductions (‖e‖, ‖q‖, eᵀq, eᵀg, qᵀg), about ten "
             "scalar operations per token (square roots and divisions) and a three-input combination "
             "s·g + α·e + β·q. Eager PyTorch does each as its own pass over memory "
@@ -464,7 +481,8 @@ def main(argv: list[str] | None = None) -> int:
             data = json.loads(json_path.read_text())
             machine["load_after"] = ", ".join(f"{x:.2f}" for x in os.getloadavg())
             data["_exit_code"] = exit_code
-            data["_machine"] = {k: machine[k] for k in ("load_before", "load_after")}
+            machine["malloc"] = ", ".join(f"{k}={os.environ.get(k, v)}" for k, v in MALLOC_SETTINGS.items())
+            data["_machine"] = {k: machine[k] for k in ("load_before", "load_after", "malloc")}
             if args.json:
                 json_path.write_text(json.dumps(data))
     text, verdicts = render(data, machine, args.device, threads, command, exit_code)
