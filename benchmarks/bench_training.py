@@ -18,8 +18,13 @@ from __future__ import annotations
 import pytest
 import torch
 
+import estimators
 import models
 from benchmarks._common import autocast, interleaved
+from harness import config as config_module
+from harness import data as data_module
+from harness import train as train_module
+from harness.suite import load_suite
 from models.base import StepContext, TrainingDefaults
 
 BATCH = 64
@@ -63,8 +68,6 @@ base:
 
 
 def resolved_config(tmp_path, steps: int, device) -> dict:
-    from harness.suite import load_suite
-
     path = tmp_path / f"bench_overhead_{steps}.yaml"
     path.write_text(TINY_SUITE.format(steps=steps, batch=BATCH, device=device.type))
     (run,) = load_suite(str(path)).runs
@@ -73,11 +76,6 @@ def resolved_config(tmp_path, steps: int, device) -> dict:
 
 def bare_loop(config: dict, steps: int):
     """The unavoidable part of a run: training set, model, optimisers, `steps` training steps."""
-    import estimators
-    from harness import config as config_module
-    from harness import data as data_module
-    from harness import train as train_module
-
     seed = int(config["seed"])
     train_module.seed_everything(seed)
     training = config_module.build(config_module.TrainingConfig, config["training"])
@@ -98,10 +96,6 @@ def test_harness_overhead(benchmark, request, device, tmp_path):
     benchmark.group = "e. harness overhead (train_run vs bare loop)"
     if device.type != "cpu":
         pytest.skip("harness overhead is measured on the CPU only")
-    try:
-        from harness.train import train_run
-    except Exception as error:  # noqa: BLE001 - the harness may be mid-edit
-        pytest.skip(f"harness.train is not importable: {error!r}")
     configs = {steps: resolved_config(tmp_path, steps, device) for steps in (STEPS_SHORT, STEPS_LONG)}
     counter = {"n": 0}
 
@@ -110,7 +104,7 @@ def test_harness_overhead(benchmark, request, device, tmp_path):
             counter["n"] += 1
             directory = tmp_path / f"run_{steps}_{counter['n']}"
             directory.mkdir()
-            result = train_run(configs[steps], directory, progress=False, label="bench")
+            result = train_module.train_run(configs[steps], directory, progress=False, label="bench")
             assert result.status == "finished", result
 
         return run

@@ -400,15 +400,16 @@ def render(data: dict, machine: dict, device: str, threads_arg: int, command: st
         verdict = "does not hold" if alone_ratio > 1.5 else "holds, by less than 10%"
         notes.append(
             f"* Estimator alone at D = 32 ({alone_ratio:.2f}, {verdict}): the "
-            "STE is two element-wise passes (e + (q − e)) and its backward is free. The rotation's backward needs five per-token reductions (‖e‖, ‖q‖, eᵀq, eᵀg, qᵀg), about ten "
-            "scalar operations per token (square roots and divisions) and a three-input combination "
+            "STE is two element-wise passes (e + (q − e)) and its backward is free. The rotation's backward "
+            "needs five per-token reductions (‖e‖, ‖q‖, eᵀq, eᵀg, qᵀg), scalar arithmetic per token (square "
+            "roots and divisions) and a three-input combination "
             "s·g + α·e + β·q. Eager PyTorch does each as its own pass over memory "
             f"({fmt_ratio(eager)} × the STE here); the default mode compiles them (torch.compile, "
             "estimators/fused.py) into one loop for the reductions and one for the output "
-            f"({fmt_ratio(fused)}). What remains is arithmetic, not memory traffic: on the CPU a 32-wide row "
-            "gives each reduction only two SIMD vectors before a horizontal sum, and the per-token scalar chain "
-            "runs once per 32 elements; the combination pass alone (three inputs read, one written) costs about "
-            "0.8× the STE. A clear margin below 1.5 at D = 32 on the CPU would need a hand-vectorised kernel that reduces "
+            f"({fmt_ratio(fused)}). What remains is the work itself: on the CPU a 32-wide row "
+            "gives each reduction only two SIMD vectors before a horizontal sum, the per-token scalar chain "
+            "runs once per 32 elements, and the output pass reads three inputs where the STE's passes read two. "
+            "A clear margin below 1.5 at D = 32 on the CPU would need a hand-vectorised kernel that reduces "
             "several rows per SIMD register, which this harness does not carry. At D = 256 the same code is "
             "below the STE, whose two fresh 64 MiB buffers cost more page faults than the rotation's one.")
     if "jobs" in verdicts and verdicts["jobs"][1] is False:

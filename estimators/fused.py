@@ -45,7 +45,10 @@ def _validated(mode: str, where: str) -> str:
 
 
 def set_fused_backward(mode: str | None) -> None:
-    """Choose the mode for this process ("auto", "on", "off"); None goes back to $ROTATION_HARNESS_FUSED_BACKWARD."""
+    """Choose the mode for this process ("auto", "on", "off"); None goes back to $ROTATION_HARNESS_FUSED_BACKWARD.
+
+    Also forgets an earlier compile failure, so "auto" tries to compile again.
+    """
     global _override, _compile_failure
     _override = None if mode is None else _validated(mode, "set_fused_backward")
     _compile_failure = None

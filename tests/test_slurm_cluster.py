@@ -22,7 +22,8 @@ import yaml
 from harness import store
 from harness import slurm as hs
 from harness.runner import execute_run
-from harness.suite import load_suite
+from harness.suite import deep_merge, load_suite
+from helpers_harness import TINY_BASE
 
 pytestmark = pytest.mark.slurm
 
@@ -64,15 +65,8 @@ def _cancel_leftover_jobs(tmp_path):
             subprocess.run(["scancel", *arrays], capture_output=True, timeout=30)
 
 
-BASE = {
-    "model": {"family": "vqvae", "preset": "cpu", "resolution": 16, "channels": 8, "channel_mult": [1, 2],
-              "num_codes": 16, "latent_dim": 4},
-    "estimator": {"name": "rotation"},
-    "data": {"name": "natural_patches", "size": 16, "train_patches": 256, "val_patches": 64},
-    "training": {"steps": 10, "batch_size": 8, "eval_batches": 2, "log_every": 2, "checkpoint_every": 5,
-                 "progress_bar": False},
-    "metrics": {"diagnostics_batch": 4},
-}
+#: The tiny suite base of the harness tests, run longer and checkpointed (the requeue tests need checkpoints).
+BASE = deep_merge(TINY_BASE, {"training": {"steps": 10, "log_every": 2, "checkpoint_every": 5}})
 SLURM = {"cpus_per_task": 1, "time": "00:10:00", "array_parallelism": 2, "poll_interval_s": 1,
          "wait_timeout_min": WAIT_S / 60}
 
