@@ -1,4 +1,4 @@
-"""The committed reference results (results/<suite>/, made with the `cpu` profile; README "Reference
+"""The committed reference results (results/reference/<suite>/, made with the `cpu` profile; README "Reference
 results") regenerate byte-identically from their committed records: tables and report.md are a pure
 function of the records, and nobody edited them by hand."""
 from __future__ import annotations
@@ -11,7 +11,7 @@ import pytest
 from harness import report
 from harness.suite import load_suite
 
-RESULTS = Path(__file__).resolve().parent.parent / "results"
+RESULTS = Path(__file__).resolve().parent.parent / "results" / "reference"
 COMMITTED = sorted({p.parent.parent.parent.name for p in RESULTS.glob("*/runs/*/record.json")})
 RUN_FILES = ("record.json", "history.csv", "artifacts.json")
 
