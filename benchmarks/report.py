@@ -139,6 +139,8 @@ def render(data: dict, machine: dict, device: str, threads_arg: int, command: st
             ["python", machine.get("python")], ["vector-quantize-pytorch", machine.get("vector_quantize_pytorch")],
             ["load average before / after", f"{machine.get('load_before')} / {machine.get('load_after')}"],
             ["glibc malloc in the benchmark process", machine.get("malloc", "not recorded (adaptive)")]]
+    if device == "cpu":
+        rows.append(["C kernel of the rotation backward", machine.get("rotation_kernel", "not recorded")])
     if device == "cuda":
         rows += [["GPU", machine.get("gpu")], ["CUDA", machine.get("cuda")]]
     out.append(table(["", ""], rows) + "\n")
@@ -184,13 +186,16 @@ def render(data: dict, machine: dict, device: str, threads_arg: int, command: st
                      fmt_ratio(run.ratio(info, "ste", "wall")),
                      fmt_ratio(run.variant_ratio(info, "rotation (eager)", "ste")),
                      fmt_ratio(run.variant_ratio(info, "rotation (fused)", "ste")),
+                     fmt_ratio(run.variant_ratio(info, "rotation (compiled)", "ste")),
                      f"{fmt_pair(run.stats(info, 'rotation (before)'))} (after/before {fmt_ratio(before)})"
                      if before else ""])
-    out.append("The estimator column runs in the default mode (`auto`: compiled from N·D ≥ 2²¹ in float32, "
-               "estimators/fused.py); for `rotation` the eager and the compiled forms are also timed with the "
-               "mode forced, in the same rounds.\n")
+    out.append("The estimator column runs in the default mode (`auto`: fused from N·D ≥ 2²¹ in float32, "
+               "estimators/fused.py); for `rotation` the same rounds also time it with the mode forced: eager "
+               "(`off`), fused (`on`: the C kernel on the CPU, estimators/rotation_backward.c) and compiled "
+               "(`compiled`: torch.compile).\n")
     out.append(table(["N", "D", "estimator", "time min / median", "STE min / median", "ratio vs STE",
-                      "ratio vs STE (wall)", "rotation eager / STE", "rotation fused / STE", "rotation before"],
+                      "ratio vs STE (wall)", "rotation eager / STE", "rotation fused / STE",
+                      "rotation compiled / STE", "rotation before"],
                      rows) + "\n")
     alone = {info["D"]: run.ratio(info, "ste") for info in a
              if info["estimator"] == "rotation" and info["N"] == 65536 and info["D"] in (32, 256)}
@@ -397,21 +402,16 @@ def render(data: dict, machine: dict, device: str, threads_arg: int, command: st
     if alone_ratio is not None and alone_ratio > 0.9 * 1.5:
         eager = run.variant_ratio(alone_d32, "rotation (eager)", "ste")
         fused = run.variant_ratio(alone_d32, "rotation (fused)", "ste")
+        compiled = run.variant_ratio(alone_d32, "rotation (compiled)", "ste")
         verdict = "does not hold" if alone_ratio > 1.5 else "holds, by less than 10%"
         notes.append(
-            f"* Estimator alone at D = 32 ({alone_ratio:.2f}, {verdict}): the "
-            "STE is two element-wise passes (e + (q − e)) and its backward is free. The rotation's backward "
-            "needs five per-token reductions (‖e‖, ‖q‖, eᵀq, eᵀg, qᵀg), scalar arithmetic per token (square "
-            "roots and divisions) and a three-input combination "
-            "s·g + α·e + β·q. Eager PyTorch does each as its own pass over memory "
-            f"({fmt_ratio(eager)} × the STE here); the default mode compiles them (torch.compile, "
-            "estimators/fused.py) into one loop for the reductions and one for the output "
-            f"({fmt_ratio(fused)}). What remains is the work itself: on the CPU a 32-wide row "
-            "gives each reduction only two SIMD vectors before a horizontal sum, the per-token scalar chain "
-            "runs once per 32 elements, and the output pass reads three inputs where the STE's passes read two. "
-            "A clear margin below 1.5 at D = 32 on the CPU would need a hand-vectorised kernel that reduces "
-            "several rows per SIMD register, which this harness does not carry. At D = 256 the same code is "
-            "below the STE, whose two fresh 64 MiB buffers cost more page faults than the rotation's one.")
+            f"* Estimator alone at D = 32 ({alone_ratio:.2f}, {verdict}): the STE is two element-wise passes "
+            "(e + (q − e)) and its backward is free. The rotation's backward needs five per-token reductions "
+            "(‖e‖, ‖q‖, eᵀq, eᵀg, qᵀg), scalar arithmetic per token and a three-input combination "
+            f"s·g + α·e + β·q: eager PyTorch makes each its own pass ({fmt_ratio(eager)} × the STE here), "
+            f"torch.compile two loops with a horizontal sum per row and product ({fmt_ratio(compiled)}), and the "
+            f"C kernel one pass ({fmt_ratio(fused)}). If the fused figure is the eager or compiled one, the "
+            "kernel was not built on this machine (the machine table says why).")
     if "jobs" in verdicts and verdicts["jobs"][1] is False:
         notes.append(
             "* --jobs: each call is a fresh process, and the parts that do not run in parallel (starting Python, "
@@ -483,7 +483,8 @@ def main(argv: list[str] | None = None) -> int:
             machine["load_after"] = ", ".join(f"{x:.2f}" for x in os.getloadavg())
             data["_exit_code"] = exit_code
             machine["malloc"] = ", ".join(f"{k}={os.environ.get(k, v)}" for k, v in MALLOC_SETTINGS.items())
-            data["_machine"] = {k: machine[k] for k in ("load_before", "load_after", "malloc")}
+            data["_machine"] = {k: machine[k] for k in ("load_before", "load_after", "malloc", "rotation_kernel")
+                                if k in machine}
             if args.json:
                 json_path.write_text(json.dumps(data))
     text, verdicts = render(data, machine, args.device, threads, command, exit_code)

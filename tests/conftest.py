@@ -111,16 +111,18 @@ def reference_gradient():
     return reference_transport_gradient
 
 
-@pytest.fixture(params=["eager", "fused"])
+@pytest.fixture(params=["eager", "compiled", "native"])
 def transport_backend(request, monkeypatch):
-    """Run the test once with the eager closed forms and once compiled (estimators/fused.py, mode "on").
+    """Run the test with each form of the backward (estimators/fused.py): eager, torch.compile'd, C kernel.
 
-    Fused runs raise instead of silently running uncompiled if torch.compile's recompile limit is reached.
+    "native" is mode "on": the C kernel for float32 CPU tensors of the rotation family, torch.compile for the
+    rest. Compiled runs raise instead of silently running uncompiled if torch.compile's recompile limit is
+    reached.
     """
     import estimators
 
-    if request.param == "fused":
+    if request.param != "eager":
         monkeypatch.setattr(torch._dynamo.config, "fail_on_recompile_limit_hit", True)
-    estimators.set_fused_backward("off" if request.param == "eager" else "on")
+    estimators.set_fused_backward({"eager": "off", "compiled": "compiled", "native": "on"}[request.param])
     yield request.param
     estimators.set_fused_backward(None)

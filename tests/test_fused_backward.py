@@ -1,7 +1,8 @@
-"""Choosing between the eager and the compiled (fused) backward: modes, the size threshold, failures.
+"""Choosing between the eager and the fused backward (C kernel or torch.compile): modes, threshold, failures.
 
-The numerics of the fused path are tested with the eager one, against the float64 closed forms, through the
-`transport_backend` fixture (test_estimator_gradients.py, test_estimators.py).
+The numerics of the fused paths are tested with the eager one, against the float64 closed forms, through the
+`transport_backend` fixture (test_estimator_gradients.py, test_estimators.py); the C kernel's own edges
+(block and vector tails, layouts, threads, its build cache) in test_native_kernel.py.
 """
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import torch
 import yaml
 
 import estimators
-from estimators import fused
+from estimators import fused, native_kernel
 from harness.runner import provenance
 
 SMALL = (64, 8)
@@ -25,6 +26,30 @@ def _default_mode(monkeypatch):
     estimators.set_fused_backward(None)
     yield
     estimators.set_fused_backward(None)
+
+
+@pytest.fixture
+def kernel_calls(monkeypatch):
+    """Spy on the C kernel (still running it); the list of (scale, radial_removed) calls."""
+    calls = []
+    real = native_kernel.rotation_backward
+
+    def spy(g, e, q, scale, radial_removed, *args):
+        calls.append((scale, radial_removed))
+        return real(g, e, q, scale, radial_removed, *args)
+
+    monkeypatch.setattr(native_kernel, "rotation_backward", spy)
+    return calls
+
+
+@pytest.fixture
+def no_c_compiler(monkeypatch, tmp_path):
+    """A machine without a C compiler (and an empty kernel cache): building the C kernel fails."""
+    monkeypatch.setenv("CC", str(tmp_path / "no-such-cc"))
+    monkeypatch.setenv(native_kernel.CACHE_ENV, str(tmp_path / "cache"))
+    native_kernel._library.cache_clear()
+    yield
+    native_kernel._library.cache_clear()
 
 
 @pytest.fixture
@@ -70,36 +95,39 @@ def test_set_fused_backward_overrides_the_environment_until_reset(monkeypatch):
 
 def test_invalid_environment_value_names_the_variable_and_the_choices(monkeypatch):
     monkeypatch.setenv(fused.ENV, "yes")
-    with pytest.raises(ValueError, match=r"ROTATION_HARNESS_FUSED_BACKWARD.*'yes'.*auto, on, off"):
+    with pytest.raises(ValueError, match=r"ROTATION_HARNESS_FUSED_BACKWARD.*'yes'.*auto, on, compiled, off"):
         estimators.fused_backward_mode()
 
 
 def test_invalid_mode_is_refused_by_set_fused_backward():
-    with pytest.raises(ValueError, match=r"set_fused_backward.*'fast'.*auto, on, off"):
+    with pytest.raises(ValueError, match=r"set_fused_backward.*'fast'.*auto, on, compiled, off"):
         estimators.set_fused_backward("fast")
 
 
-def test_auto_fuses_only_float32_at_or_above_the_threshold(compile_calls):
+def test_auto_fuses_only_float32_at_or_above_the_threshold(compile_calls, kernel_calls):
     rotation_grad(SMALL)
     rotation_grad(LARGE, dtype=torch.float64)
-    assert compile_calls == []
+    assert compile_calls == [] and kernel_calls == []
     rotation_grad(LARGE)
     rotation_grad(LARGE, name="reflection")
     rotation_grad(LARGE, name="rotation_gamma", gamma="inverse_sq_distance")
-    assert compile_calls == [
-        ("_rotation_backward_plain", (("radial_removed", False), ("scale", "norm_ratio"))),
-        ("_reflection_backward_plain", ()),
-        ("_rotation_backward_plain", (("radial_removed", False), ("scale", "inverse_sq_distance"))),
-    ]
+    rotation_grad(LARGE, name="rotation_radial_removed")
+    assert kernel_calls == [("norm_ratio", False), ("inverse_sq_distance", False), ("norm_ratio", True)]
+    assert compile_calls == [("_reflection_backward_plain", ())]  # the C kernel is the rotation family's
 
 
-def test_off_never_compiles_and_on_always_does(compile_calls):
+def test_off_never_fuses_on_always_does_and_compiled_never_uses_the_kernel(compile_calls, kernel_calls):
     estimators.set_fused_backward("off")
     rotation_grad(LARGE)
-    assert compile_calls == []
+    assert compile_calls == [] and kernel_calls == []
     estimators.set_fused_backward("on")
-    rotation_grad(SMALL, dtype=torch.float64)
+    rotation_grad(SMALL)
+    assert kernel_calls == [("norm_ratio", False)]
+    rotation_grad(SMALL, dtype=torch.float64)  # the kernel is float32 only
     assert len(compile_calls) == 1
+    estimators.set_fused_backward("compiled")
+    rotation_grad(SMALL)
+    assert len(kernel_calls) == 1 and len(compile_calls) == 2
 
 
 def test_ste_and_decoder_aware_estimators_never_compile(compile_calls):
@@ -117,35 +145,53 @@ def _failing_compiler(monkeypatch):
     monkeypatch.setattr(fused, "_compiled", compiled)
 
 
-def test_auto_falls_back_to_eager_with_one_warning_when_compiling_fails(monkeypatch):
+def test_auto_falls_back_to_compile_then_eager_with_one_warning_each(monkeypatch, no_c_compiler):
     estimators.set_fused_backward("off")
     want = rotation_grad(LARGE)
     estimators.set_fused_backward("auto")
     _failing_compiler(monkeypatch)
-    with pytest.warns(RuntimeWarning, match="fused backward disabled.*no C\\+\\+ compiler"):
+    with pytest.warns(RuntimeWarning) as caught:
         got = rotation_grad(LARGE)
+    messages = [str(w.message) for w in caught]
+    assert len(messages) == 2
+    assert "C kernel of the fused backward could not be built" in messages[0] and "no-such-cc" in messages[0]
+    assert "fused backward disabled" in messages[1] and "no C++ compiler" in messages[1]
     assert torch.equal(got, want)
-    assert "no C++ compiler" in fused.compile_failure()
+    assert "no-such-cc" in fused.kernel_failure() and "no C++ compiler" in fused.compile_failure()
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # no second warning, no second attempt
         assert torch.equal(rotation_grad(LARGE), want)
 
 
-def test_on_raises_a_clear_error_when_compiling_fails(monkeypatch):
+def test_auto_without_a_c_compiler_uses_torch_compile(no_c_compiler, compile_calls):
+    with pytest.warns(RuntimeWarning, match="could not be built.*not on PATH"):
+        rotation_grad(LARGE)
+    assert compile_calls == [("_rotation_backward_plain", (("radial_removed", False), ("scale", "norm_ratio")))]
+
+
+def test_on_raises_a_clear_error_when_the_kernel_cannot_be_built(no_c_compiler):
     estimators.set_fused_backward("on")
-    _failing_compiler(monkeypatch)
-    with pytest.raises(RuntimeError, match="could not compile _rotation_backward_plain.*Set "
-                                           "ROTATION_HARNESS_FUSED_BACKWARD=off"):
+    with pytest.raises(RuntimeError, match="could not build its C kernel.*no-such-cc.*set "
+                                           "ROTATION_HARNESS_FUSED_BACKWARD=compiled"):
         rotation_grad(SMALL)
 
 
-def test_auto_compiles_for_real_at_the_threshold_and_matches_eager():
-    """The real compiler at N·D = 2²¹ float32 (the path a large training batch takes)."""
+def test_on_raises_a_clear_error_when_compiling_fails(monkeypatch):
+    estimators.set_fused_backward("on")
+    _failing_compiler(monkeypatch)
+    with pytest.raises(RuntimeError, match="could not compile _reflection_backward_plain.*Set "
+                                           "ROTATION_HARNESS_FUSED_BACKWARD=off"):
+        rotation_grad(SMALL, name="reflection")
+
+
+@pytest.mark.parametrize("mode", ["auto", "compiled"])
+def test_fuses_for_real_at_the_threshold_and_matches_eager(mode):
+    """The real C kernel ("auto") and the real compiler at N·D = 2²¹ float32 (a large training batch's path)."""
     estimators.set_fused_backward("off")
     want = rotation_grad(LARGE)
-    estimators.set_fused_backward("auto")
+    estimators.set_fused_backward(mode)
     got = rotation_grad(LARGE)
-    assert fused.compile_failure() is None
+    assert fused.kernel_failure() is None and fused.compile_failure() is None
     err = (got - want).norm(dim=-1) / want.norm(dim=-1)
     assert 0 < err.max() < 1e-5  # a different order of float32 roundings: close, and not the eager result
 
