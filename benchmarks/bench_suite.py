@@ -46,13 +46,12 @@ def _cores() -> int:
         return os.cpu_count() or 1
 
 
+#: What the `run-suite` console script runs. The torch threads of --jobs 1 come from OMP_NUM_THREADS (set
+#: in the call's environment), so that the call imports nothing before run_suite_main, as run-suite does.
 CALL = """\
-import sys, torch
-threads = int(sys.argv[1])
-if threads > 0:
-    torch.set_num_threads(threads)
-from harness.cli import run_suite_main
-sys.exit(run_suite_main(sys.argv[2:]))
+import sys
+from harness.cli import exiting, run_suite_main
+sys.exit(exiting(run_suite_main(sys.argv[1:])))
 """
 
 
@@ -79,8 +78,9 @@ def test_suite_jobs_2_vs_jobs_1(benchmark, request, device, tmp_path):
             counter["n"] += 1
             out = tmp_path / f"results_{jobs}_{counter['n']}"
             args = [str(suite_path), "--jobs", str(jobs), "--out", str(out), "--no-progress"]
-            done = subprocess.run([sys.executable, "-c", CALL, str(threads), *args], cwd=ROOT,
-                                  capture_output=True, text=True)
+            env = dict(os.environ, **({"OMP_NUM_THREADS": str(threads)} if threads > 0 else {}))
+            done = subprocess.run([sys.executable, "-c", CALL, *args], cwd=ROOT, env=env, capture_output=True,
+                                  text=True)
             assert done.returncode == 0, f"run-suite --jobs {jobs} exited with {done.returncode}: {done.stderr[-2000:]}"
             spans[f"jobs {jobs}"].append(runs_span(out))
 

@@ -357,14 +357,15 @@ def render(data: dict, machine: dict, device: str, threads_arg: int, command: st
     for info in run.section("f"):
         r = run.ratio(info, "jobs 1", "wall")
         out.append(f"4 runs (VQ-VAE cpu preset, STE and rotation × 2 seeds, {info.get('steps')} steps of batch "
-                   f"{info.get('batch')}), each call a fresh process running `harness.cli.run_suite_main` into a "
-                   f"fresh results directory, {info['cores']} cores: "
+                   f"{info.get('batch')}), each call a fresh process running `harness.cli.run_suite_main` (what "
+                   f"the `run-suite` command runs) into a fresh results directory, {info['cores']} cores: "
                    f"--jobs 2 {fmt_pair(run.stats(info, 'jobs 2', 'wall'))}, --jobs 1 "
                    f"{fmt_pair(run.stats(info, 'jobs 1', 'wall'))} (wall clock); ratio **{fmt_ratio(r)}**. "
                    f"--jobs 1 runs the 4 runs in that process with {info.get('jobs1_threads')} torch thread(s) "
-                   f"(the benchmarks' setting), --jobs 2 spawns a pool of 2 processes with {info.get('jobs2_threads')} "
-                   "thread(s) each (harness/executors.py; each worker imports torch and the harness). Two "
-                   "processes can only be faster than one if two cores are free: see the load average above.\n")
+                   f"(the benchmarks' setting), --jobs 2 starts a pool of 2 processes with {info.get('jobs2_threads')} "
+                   "thread(s) each before importing torch itself (harness/executors.py: the workers are forked "
+                   "from a forkserver that imports torch and the harness once). Two processes can only be faster "
+                   "than one if two cores are free: see the load average above.\n")
         spans = info.get("runs_span")
         if spans and spans.get("jobs 1") and spans.get("jobs 2"):
             span1, span2 = min(spans["jobs 1"]), min(spans["jobs 2"])
@@ -374,7 +375,7 @@ def render(data: dict, machine: dict, device: str, threads_arg: int, command: st
                        "runs themselves. The rest of each call, starting Python, importing torch and the harness, "
                        "loading the suite and writing the report, is paid once in either mode "
                        f"(--jobs 2 {total2 - span2:.0f} s, --jobs 1 {total1 - span1:.0f} s), and each pool worker "
-                       "also pays its first run's imports and photo loading (in the span).\n")
+                       "also pays its first run's photo loading and first steps (in the span).\n")
         verdicts["jobs"] = (f"{r['min']:.2f} (median {r['median']:.2f}), wall clock", r["min"] <= 0.65)
     if not run.section("f"):
         out.append("Not measured in this run (skipped; see the pytest output).\n")

@@ -1,13 +1,17 @@
-"""Command-line entry points: `run-suite` and `make-report` (README "Running suites")."""
+"""Command-line entry points: `run-suite` and `make-report` (README "Running suites").
+
+The harness's modules are imported inside the functions, not here: `run-suite --jobs N` starts its worker
+processes (harness/executors.py) before this process spends a second importing torch and loading the suite.
+"""
 from __future__ import annotations
 
 import argparse
+import gc
 import sys
+import threading
 from pathlib import Path
 
-from . import report, store
-from .runner import run_status
-from .suite import SuiteError, load_suite
+from . import store
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -28,6 +32,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def dry_run_table(suite, out: Path) -> str:
+    from .runner import run_status
+
     keys = list(dict.fromkeys(k for spec in suite.runs for k in spec.label))
     header = ["run_id"] + keys + ["status"]
     rows = [[spec.run_id] + [str(spec.label.get(k, "")) for k in keys] + [run_status(out, spec) or "new"]
@@ -39,6 +45,26 @@ def dry_run_table(suite, out: Path) -> str:
 
 def run_suite_main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.jobs < 1:
+        print("run-suite: --jobs must be at least 1", file=sys.stderr)
+        return 2
+    pool = None
+    if args.jobs > 1 and args.executor == "local" and not args.dry_run:
+        from .executors import start_pool
+
+        pool = start_pool(args.jobs)  # its workers import torch while this process does (below)
+    try:
+        return _run_suite(args, pool)
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=False, cancel_futures=True)  # already done unless the suite did not load
+
+
+def _run_suite(args: argparse.Namespace, pool) -> int:
+    from . import report
+    from .runner import run_status
+    from .suite import SuiteError, load_suite
+
     try:
         suite = load_suite(args.suite, profile=args.profile, overrides=args.overrides)
     except SuiteError as error:
@@ -58,9 +84,6 @@ def run_suite_main(argv: list[str] | None = None) -> int:
                 print(f"run-suite: {error}", file=sys.stderr)
                 return 2
         return 0
-    if args.jobs < 1:
-        print("run-suite: --jobs must be at least 1", file=sys.stderr)
-        return 2
     progress = not args.no_progress
     if args.executor == "slurm":
         from .slurm import SlurmError, run_slurm
@@ -79,7 +102,9 @@ def run_suite_main(argv: list[str] | None = None) -> int:
     else:
         from .executors import run_pool
 
-        run_pool(suite.runs, out, args.jobs, force=args.force, progress=progress)
+        # This process only waits while its workers train: it imports the report's dependencies meanwhile.
+        threading.Thread(target=report.import_dependencies, name="import-report-dependencies", daemon=True).start()
+        run_pool(suite.runs, out, args.jobs, force=args.force, progress=progress, pool=pool)
     if args.executor == "local":  # runs another run-suite process holds: wait until it lets go of them
         for spec in suite.runs:
             if run_status(out, spec) == "running":
@@ -104,6 +129,9 @@ def make_report_main(argv: list[str] | None = None) -> int:
     parser.add_argument("suites", nargs="*", help="suite names or files (default: every suite under --out)")
     parser.add_argument("--out", default="results", help="results directory (default: ./results)")
     args = parser.parse_args(argv)
+    from . import report
+    from .suite import SuiteError, load_suite
+
     out = Path(args.out)
     names = args.suites or sorted(p.parent.parent.parent.name for p in out.glob("*/runs/*/record.json"))
     status = 0
@@ -129,5 +157,25 @@ def make_report_main(argv: list[str] | None = None) -> int:
     return status
 
 
+def exiting(status: int) -> int:
+    """`status`, with every object moved out of the garbage collector's reach first (gc.freeze).
+
+    For a process about to exit: the interpreter's final collection would walk the whole heap (over a second
+    with torch and a trained model loaded, BENCHMARKS.md section f) only for the OS to free it anyway.
+    """
+    gc.freeze()
+    return status
+
+
+def run_suite_command() -> int:
+    """The `run-suite` console script."""
+    return exiting(run_suite_main())
+
+
+def make_report_command() -> int:
+    """The `make-report` console script."""
+    return exiting(make_report_main())
+
+
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(run_suite_main())
+    sys.exit(run_suite_command())

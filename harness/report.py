@@ -635,6 +635,13 @@ def load_histories(suite_directory: Path, df: pd.DataFrame) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
+def import_dependencies() -> None:
+    """Import what writing a report imports on first use (matplotlib with the Agg backend, scipy.stats: most
+    of a second), e.g. in a background thread of a process that waits for its workers (harness/cli.py)."""
+    _pyplot()
+    from scipy import stats  # noqa: F401
+
+
 def _pyplot():
     import matplotlib
 

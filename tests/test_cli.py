@@ -149,3 +149,39 @@ def test_pool_matches_local(tmp_path, monkeypatch, no_report):
         assert two[run_id]["status"] == one[run_id]["status"] == "finished"
         assert two[run_id]["config"] == one[run_id]["config"]
         assert_same_metrics(two[run_id]["metrics"], one[run_id]["metrics"])
+
+
+def test_cli_imports_neither_torch_nor_the_harness_before_the_pool_starts():
+    """`run-suite --jobs N` starts its workers before importing torch (harness/executors.py start_pool)."""
+    import subprocess
+    import sys
+
+    code = "import sys, harness.cli, harness.executors; print(sorted(m for m in ('torch', 'harness.runner', " \
+           "'harness.suite', 'estimators', 'models') if m in sys.modules))"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=WAIT_S)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
+
+
+def test_start_pool_starts_every_worker_ready_to_train(monkeypatch):
+    monkeypatch.setattr(executors, "_cores", lambda: 4)
+    pool = executors.start_pool(2)  # returns at once; the workers start in the background
+    try:
+        deadline = time.monotonic() + WAIT_S
+        import multiprocessing
+
+        while len(multiprocessing.active_children()) < 2:
+            assert time.monotonic() < deadline, "the pool's workers did not start"
+            time.sleep(0.05)
+        # cores / jobs threads each, and torch._dynamo already imported (torch.optim needs it)
+        assert [pool.submit(torch.get_num_threads).result(timeout=WAIT_S) for _ in range(4)] == [2] * 4
+        assert pool.submit(eval, "'torch._dynamo' in __import__('sys').modules").result(timeout=WAIT_S)
+    finally:
+        pool.shutdown(wait=True)
+
+
+def test_a_suite_that_does_not_load_shuts_the_started_pool_down(tmp_path, capsys):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: bad\nbase: {estimator: {name: rotaton}}\n")
+    assert _run_in_process(bad, tmp_path / "out", "--jobs", "2") == 2
+    assert "rotaton" in capsys.readouterr().err
