@@ -56,9 +56,10 @@ def _validated(mode: str, where: str) -> str:
 
 
 def set_fused_backward(mode: str | None) -> None:
-    """Choose the mode for this process ("auto", "on", "off"); None goes back to $ROTATION_HARNESS_FUSED_BACKWARD.
+    """Choose the mode for this process (auto, on, compiled, off); None returns to $ROTATION_HARNESS_FUSED_BACKWARD.
 
-    Also forgets earlier build and compile failures, so "auto" tries again.
+    Also forgets earlier failures, so "auto" tries to compile again (and warns again if the C kernel did not
+    build: a failed build is not retried within a process, estimators/native_kernel.py).
     """
     global _override, _compile_failure, _kernel_failure
     _override = None if mode is None else _validated(mode, "set_fused_backward")
@@ -112,8 +113,10 @@ def _compiled(plain, static: tuple):
 def _native_result(native, g, e, q, mode, static):
     """`native(g, e, q, **static)`, or None where the C kernel does not apply or (in "auto") cannot be built."""
     global _kernel_failure
-    if native is None or mode == "compiled" or _kernel_failure is not None or not native_kernel.applies(g, e, q):
+    if native is None or mode == "compiled" or not native_kernel.applies(g, e, q):
         return None
+    if mode == "auto" and _kernel_failure is not None:
+        return None  # warned once already; "on" raises instead
     try:
         return native(g, e, q, **static)
     except native_kernel.KernelBuildError as error:

@@ -2,13 +2,13 @@
 
 torch.compile turns the closed form into separate loops for the reductions and for the output, each with a
 horizontal sum per row and per product; at D = 32 that costs about twice the STE's forward and backward
-(BENCHMARKS.md). The C kernel does the same arithmetic (`_rotation_coefficients` of rotation_math.py, same
-order of operations) in one pass over memory, with the per-row sums of sixteen rows reduced together.
+(BENCHMARKS.md). The C kernel does the same arithmetic (the formulas of `_rotation_coefficients` in
+rotation_math.py; the compiler may contract multiply-adds, so float32 roundings differ) in one pass over memory, with the per-row sums of sixteen rows reduced together.
 
 It is built on first use with the system's C compiler (``$CC``, else ``cc``), optimised for the CPU it runs
 on, and kept in ``$ROTATION_HARNESS_CACHE_DIR`` (default ``~/.cache/rotation-harness``) under a name that
-hashes the source, the compiler, the flags and the CPU, so a cluster whose nodes share a home directory
-never loads a build made for another CPU. Large inputs are split over torch's intra-op threads.
+hashes the source, the compiler (path and ``--version``), the flags and the CPU, so a cluster whose nodes
+share a home directory never loads a build made for another CPU. A build failure is kept for the process. Large inputs are split over torch's intra-op threads.
 estimators/fused.py decides when it runs; `build_failure()` says why it is not available.
 """
 from __future__ import annotations
@@ -47,12 +47,20 @@ def cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "rotation-harness"
 
 
+def _command_output(command: list[str]) -> str:
+    try:
+        return subprocess.run(command, capture_output=True, text=True, timeout=30).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return ""
+
+
 def _cpu_identity() -> str:
     """Model name and feature flags of this CPU (what -march=native compiles for)."""
     try:
         lines = Path("/proc/cpuinfo").read_text().splitlines()
-    except OSError:
-        return f"{platform.machine()} {platform.processor()}"
+    except OSError:  # macOS: the brand string tells Apple chips apart
+        brand = _command_output(["sysctl", "-n", "machdep.cpu.brand_string", "machdep.cpu.features"])
+        return f"{platform.machine()} {platform.processor()} {brand}"
     wanted = ("model name", "flags", "Features", "CPU implementer", "CPU part")
     return "\n".join(sorted({line for line in lines if line.split(":")[0].strip() in wanted}))
 
@@ -69,21 +77,21 @@ def _compile(compiler: str, flags: list[str], target: Path) -> None:
         os.replace(built, target)
 
 
-@functools.lru_cache(maxsize=1)
-def _library() -> ctypes.CDLL:
-    """The built kernel, compiled on the first call of the process unless the cache has it."""
+def _build() -> ctypes.CDLL:
+    """Compiles the kernel unless the cache has it for this source, compiler, flag set and CPU, and loads it."""
     compiler = os.environ.get("CC") or "cc"
-    if shutil.which(compiler) is None:
+    compiler_path = shutil.which(compiler)
+    if compiler_path is None:
         raise KernelBuildError(f"no C compiler: {compiler!r} is not on PATH (set $CC)")
-    source = SOURCE.read_bytes()
+    identity = [SOURCE.read_bytes(), compiler_path.encode(), _command_output([compiler_path, "--version"]).encode(),
+                _cpu_identity().encode()]
     errors = []
     for flags in FLAG_SETS:
-        key = hashlib.sha256(b"\0".join([source, compiler.encode(), " ".join(flags + _COMMON_FLAGS).encode(),
-                                         _cpu_identity().encode()])).hexdigest()[:24]
+        key = hashlib.sha256(b"\0".join(identity + [" ".join(flags + _COMMON_FLAGS).encode()])).hexdigest()[:24]
         target = cache_dir() / f"rotation_backward-{key}.so"
         try:
             if not target.exists():
-                _compile(compiler, flags, target)
+                _compile(compiler_path, flags, target)
             library = ctypes.CDLL(str(target))
         except (KernelBuildError, OSError) as error:
             errors.append(str(error))
@@ -96,6 +104,23 @@ def _library() -> ctypes.CDLL:
         library.built_with = " ".join([compiler, *flags])
         return library
     raise KernelBuildError("; ".join(errors))
+
+
+@functools.lru_cache(maxsize=1)
+def _built_once() -> ctypes.CDLL | KernelBuildError:
+    """`_build()`'s library, or its error: either is kept for the process, so a failure is not retried."""
+    try:
+        return _build()
+    except KernelBuildError as error:
+        return error
+
+
+def _library() -> ctypes.CDLL:
+    """The built kernel; raises KernelBuildError if it cannot be built."""
+    built = _built_once()
+    if isinstance(built, KernelBuildError):
+        raise KernelBuildError(str(built))
+    return built
 
 
 def build_failure() -> str | None:
@@ -120,8 +145,9 @@ def applies(*tensors: torch.Tensor) -> bool:
 
 
 @functools.lru_cache(maxsize=1)
-def _pool(workers: int) -> ThreadPoolExecutor:
-    return ThreadPoolExecutor(max_workers=workers, thread_name_prefix="rotation-backward")
+def _pool() -> ThreadPoolExecutor:
+    """Threads for row ranges: as many as torch could use (each call uses torch.get_num_threads() of them)."""
+    return ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="rotation-backward")
 
 
 def rotation_backward(g, e, q, scale: str, radial_removed: bool, eps: float, near_opposite: float):
@@ -147,5 +173,5 @@ def rotation_backward(g, e, q, scale: str, radial_removed: bool, eps: float, nea
     if parts == 1:
         near = run(0, n)
     else:
-        near = sum(_pool(parts).map(run, bounds[:-1], bounds[1:]))
+        near = sum(_pool().map(run, bounds[:-1], bounds[1:]))
     return out.view(shape), one_plus_cos.view(*shape[:-1], 1), near

@@ -2,7 +2,7 @@
  *
  * CPU kernel behind estimators/native_kernel.py (paper §4.2 and A.5; the formulas and the degenerate-point
  * fallbacks are those of `_rotation_coefficients` in estimators/rotation_math.py, whose docstring derives
- * them, in the same order of operations). Rows are taken BLOCK at a time:
+ * them; float32 roundings differ where the compiler contracts multiply-adds). Rows are taken BLOCK at a time:
  *   1. the five per-token dot products ‖e‖², ‖q‖², eᵀq, eᵀg, qᵀg (and ‖q − e‖² for the inverse-square-
  *      distance scale) accumulate lane-wise in vectors, one row at a time;
  *   2. one transposing tree of shuffles sums the lanes of BLOCK rows at once (`sum_lanes_of_rows`), where a

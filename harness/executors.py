@@ -8,10 +8,9 @@ does the same and loads the suite, instead of one after the other.
 """
 from __future__ import annotations
 
-import atexit
-import gc
 import multiprocessing
 import os
+import sys
 import threading
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
@@ -50,25 +49,29 @@ WORKER_MODULES = ["torch", "torch._dynamo", "harness.runner", "harness.train"]
 
 
 def _worker_context() -> multiprocessing.context.BaseContext:
-    """forkserver where the platform has it (Linux, macOS): one clean process imports WORKER_MODULES once and
-    forks each worker from there, before any torch thread exists; spawn elsewhere (each worker imports)."""
-    if "forkserver" not in multiprocessing.get_all_start_methods():  # pragma: no cover - Windows
+    """forkserver on Linux: one clean process imports WORKER_MODULES once and forks each worker from there,
+    before any torch thread exists. spawn elsewhere (each worker imports): macOS system frameworks are not
+    safe to use in a child forked without exec, which is why spawn is Python's default there."""
+    if not sys.platform.startswith("linux"):  # pragma: no cover - macOS, Windows
         return multiprocessing.get_context("spawn")
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload(WORKER_MODULES)
     return context
 
 
-def _pool_worker_init(threads: int) -> None:
+def _pool_worker_init(threads: int, environment: dict[str, str]) -> None:
+    """Torch threads, and the environment of the pool's creator now (a forkserver, started once per process,
+    would otherwise hand on the environment of its own start)."""
     import importlib
 
+    os.environ.clear()
+    os.environ.update(environment)
+    os.environ["OMP_NUM_THREADS"] = str(threads)
     for module in WORKER_MODULES:  # already there when forked from the forkserver
         importlib.import_module(module)
     import torch
 
     torch.set_num_threads(threads)
-    os.environ["OMP_NUM_THREADS"] = str(threads)
-    atexit.register(gc.freeze)  # a worker's exit skips the final collection, as the CLI's (cli.exiting)
 
 
 def _pool_run(spec: RunSpec, out: str, force: bool) -> dict | None:
@@ -86,7 +89,7 @@ def start_pool(jobs: int) -> ProcessPoolExecutor:
     """
     threads = max(1, _cores() // jobs)
     pool = ProcessPoolExecutor(max_workers=jobs, mp_context=_worker_context(), initializer=_pool_worker_init,
-                               initargs=(threads,))
+                               initargs=(threads, dict(os.environ)))
 
     def start_workers():
         try:
@@ -103,8 +106,8 @@ def run_pool(runs: list[RunSpec], out: Path, jobs: int, force: bool = False, pro
              pool: ProcessPoolExecutor | None = None) -> list[dict]:
     """Run specs in `jobs` worker processes with cores / jobs torch threads each (`pool`: from start_pool).
 
-    The pool is shut down without waiting for its idle workers to exit (a few hundred ms of interpreter
-    teardown each): the caller goes on, e.g. to the report, while they do.
+    The pool is shut down without waiting for its idle workers to exit: the caller goes on, e.g. to the
+    report, while they do.
     """
     pool = pool or start_pool(jobs)
     records = []

@@ -165,6 +165,8 @@ def test_cli_imports_neither_torch_nor_the_harness_before_the_pool_starts():
 
 def test_start_pool_starts_every_worker_ready_to_train(monkeypatch):
     monkeypatch.setattr(executors, "_cores", lambda: 4)
+    executors.start_pool(1).shutdown(wait=True)  # the forkserver (one per process) now runs, with this environment
+    monkeypatch.setenv("ROTATION_HARNESS_TEST_MARK", "set after the forkserver started")
     pool = executors.start_pool(2)  # returns at once; the workers start in the background
     try:
         deadline = time.monotonic() + WAIT_S
@@ -176,6 +178,9 @@ def test_start_pool_starts_every_worker_ready_to_train(monkeypatch):
         # cores / jobs threads each, and torch._dynamo already imported (torch.optim needs it)
         assert [pool.submit(torch.get_num_threads).result(timeout=WAIT_S) for _ in range(4)] == [2] * 4
         assert pool.submit(eval, "'torch._dynamo' in __import__('sys').modules").result(timeout=WAIT_S)
+        # the environment of the pool's creator now, not the forkserver's from its start
+        mark = pool.submit(eval, "__import__('os').environ.get('ROTATION_HARNESS_TEST_MARK')").result(timeout=WAIT_S)
+        assert mark == "set after the forkserver started"
     finally:
         pool.shutdown(wait=True)
 

@@ -47,9 +47,9 @@ def no_c_compiler(monkeypatch, tmp_path):
     """A machine without a C compiler (and an empty kernel cache): building the C kernel fails."""
     monkeypatch.setenv("CC", str(tmp_path / "no-such-cc"))
     monkeypatch.setenv(native_kernel.CACHE_ENV, str(tmp_path / "cache"))
-    native_kernel._library.cache_clear()
+    native_kernel._built_once.cache_clear()
     yield
-    native_kernel._library.cache_clear()
+    native_kernel._built_once.cache_clear()
 
 
 @pytest.fixture
@@ -173,6 +173,14 @@ def test_on_raises_a_clear_error_when_the_kernel_cannot_be_built(no_c_compiler):
     estimators.set_fused_backward("on")
     with pytest.raises(RuntimeError, match="could not build its C kernel.*no-such-cc.*set "
                                            "ROTATION_HARNESS_FUSED_BACKWARD=compiled"):
+        rotation_grad(SMALL)
+
+
+def test_on_raises_even_after_auto_gave_up_on_the_kernel(no_c_compiler, compile_calls, monkeypatch):
+    with pytest.warns(RuntimeWarning, match="could not be built"):
+        rotation_grad(LARGE)  # auto: one warning, then torch.compile
+    monkeypatch.setenv(fused.ENV, "on")  # switched through the environment, not set_fused_backward
+    with pytest.raises(RuntimeError, match="could not build its C kernel"):
         rotation_grad(SMALL)
 
 

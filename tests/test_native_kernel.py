@@ -115,9 +115,9 @@ def test_applies_to_float32_cpu_tensors_of_one_shape_only():
 @pytest.fixture
 def fresh_cache(monkeypatch, tmp_path):
     monkeypatch.setenv(native_kernel.CACHE_ENV, str(tmp_path))
-    native_kernel._library.cache_clear()
+    native_kernel._built_once.cache_clear()
     yield tmp_path
-    native_kernel._library.cache_clear()
+    native_kernel._built_once.cache_clear()
 
 
 def test_builds_once_into_the_cache_and_reuses_it(fresh_cache, monkeypatch):
@@ -125,7 +125,7 @@ def test_builds_once_into_the_cache_and_reuses_it(fresh_cache, monkeypatch):
     built = sorted(fresh_cache.glob("rotation_backward-*.so"))
     assert len(built) == 1
     stamp = built[0].stat().st_mtime_ns
-    native_kernel._library.cache_clear()
+    native_kernel._built_once.cache_clear()
     monkeypatch.setattr(native_kernel, "_compile", lambda *args: pytest.fail("rebuilt a cached kernel"))
     assert native_kernel.build_failure() is None
     assert built[0].stat().st_mtime_ns == stamp
@@ -135,7 +135,7 @@ def test_builds_once_into_the_cache_and_reuses_it(fresh_cache, monkeypatch):
 def test_another_cpu_gets_its_own_build(fresh_cache, monkeypatch):
     """A cluster's nodes may share a home directory: a build for one CPU must never load on another."""
     native_kernel._library()
-    native_kernel._library.cache_clear()
+    native_kernel._built_once.cache_clear()
     monkeypatch.setattr(native_kernel, "_cpu_identity", lambda: "some other CPU")
     native_kernel._library()
     assert len(list(fresh_cache.glob("rotation_backward-*.so"))) == 2
@@ -149,6 +149,14 @@ def test_a_failing_compiler_is_reported_with_its_output(fresh_cache, monkeypatch
     failure = native_kernel.build_failure()
     assert "-march=native" in failure and "no space left" in failure  # every flag set tried, output kept
     assert not list(fresh_cache.glob("*.so"))
+
+
+def test_a_failed_build_is_not_retried_in_the_process(fresh_cache, monkeypatch):
+    monkeypatch.setenv("CC", "definitely-not-a-compiler")
+    first = native_kernel.build_failure()
+    monkeypatch.setattr(native_kernel, "_build", lambda: pytest.fail("retried a failed build"))
+    assert native_kernel.build_failure() == first
+    assert native_kernel.status() == f"not built: {first}"
 
 
 def test_a_missing_compiler_is_named(fresh_cache, monkeypatch):
