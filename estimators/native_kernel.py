@@ -3,13 +3,15 @@
 torch.compile turns the closed form into separate loops for the reductions and for the output, each with a
 horizontal sum per row and per product; at D = 32 that costs about twice the STE's forward and backward
 (BENCHMARKS.md). The C kernel does the same arithmetic (the formulas of `_rotation_coefficients` in
-rotation_math.py; the compiler may contract multiply-adds, so float32 roundings differ) in one pass over memory, with the per-row sums of sixteen rows reduced together.
+rotation_math.py; the compiler may contract multiply-adds, so float32 roundings differ) in one pass over
+memory, with the per-row sums of sixteen rows reduced together.
 
 It is built on first use with the system's C compiler (``$CC``, else ``cc``), optimised for the CPU it runs
 on, and kept in ``$ROTATION_HARNESS_CACHE_DIR`` (default ``~/.cache/rotation-harness``) under a name that
 hashes the source, the compiler (path and ``--version``), the flags and the CPU, so a cluster whose nodes
-share a home directory never loads a build made for another CPU. A build failure is kept for the process. Large inputs are split over torch's intra-op threads.
-estimators/fused.py decides when it runs; `build_failure()` says why it is not available.
+share a home directory never loads a build made for another CPU. A build failure is kept for the process.
+Large inputs are split over torch's intra-op threads. estimators/fused.py decides when it runs;
+`build_failure()` says why it is not available.
 """
 from __future__ import annotations
 
@@ -166,8 +168,9 @@ def rotation_backward(g, e, q, scale: str, radial_removed: bool, eps: float, nea
     bounds = [n * i // parts for i in range(parts + 1)]
 
     def run(begin: int, end: int) -> int:
-        offset = begin * d * 4  # bytes: float32
-        return function(*(t.data_ptr() + offset for t in (g, e, q, out)), one_plus_cos.data_ptr() + begin * 4,
+        offset = begin * d * g.element_size()  # in bytes
+        return function(*(t.data_ptr() + offset for t in (g, e, q, out)),
+                        one_plus_cos.data_ptr() + begin * one_plus_cos.element_size(),
                         end - begin, d, SCALES[scale], int(radial_removed), eps, near_opposite)
 
     if parts == 1:

@@ -192,7 +192,7 @@ def _recompute_near_opposite(out, one_plus_cos, g, e, q, scale, radial_removed):
 
 
 def rotation_backward(g, e, q, scale: str = "norm_ratio", radial_removed: bool = False):
-    """s·Rᵀg for tokens (N, D), with s chosen by `scale` (A.9.2); fused by torch.compile per estimators/fused.py.
+    """s·Rᵀg for tokens (N, D), with s chosen by `scale` (A.9.2); fused (C kernel or torch.compile) per fused.py.
 
     scale: "norm_ratio" (λ = ‖q‖/‖e‖, the rotation trick), "one" (no rescaling, A.9) or
     "inverse_sq_distance" (γ = 1/(8‖q − e‖²), A.9.2; ‖q − e‖² is floored at EPS).

@@ -185,8 +185,14 @@ def test_start_pool_starts_every_worker_ready_to_train(monkeypatch):
         pool.shutdown(wait=True)
 
 
-def test_a_suite_that_does_not_load_shuts_the_started_pool_down(tmp_path, capsys):
+def test_a_suite_that_does_not_load_leaves_no_pool_worker_behind(tmp_path, capsys):
     bad = tmp_path / "bad.yaml"
     bad.write_text("name: bad\nbase: {estimator: {name: rotaton}}\n")
+    import multiprocessing
+
     assert _run_in_process(bad, tmp_path / "out", "--jobs", "2") == 2
     assert "rotaton" in capsys.readouterr().err
+    deadline = time.monotonic() + WAIT_S
+    while multiprocessing.active_children():  # the workers it started exit (the pool was shut down)
+        assert time.monotonic() < deadline, f"pool workers still alive: {multiprocessing.active_children()}"
+        time.sleep(0.05)
