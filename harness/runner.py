@@ -18,6 +18,7 @@ from pathlib import Path
 import estimators
 
 from . import store
+from .status import RunStatus
 from .suite import RunSpec
 from .train import train_run
 
@@ -45,6 +46,21 @@ def provenance() -> dict:
         "cuda": torch.version.cuda if torch.cuda.is_available() else None,
         "fused_backward": estimators.fused_backward_mode(),
     }
+
+
+def mark_run(spec: RunSpec, out: str | Path, status: RunStatus, **fields) -> dict:
+    """Write the record of a run that ended outside `execute_run`'s own process (a SLURM job that was
+    cancelled or timed out, a pool worker killed by a signal): the previous record's fields are kept, the
+    status and `fields` (e.g. ``traceback``, ``signal``, ``slurm_job_id``) are set. The runner is the only
+    writer of records; executors call this instead of writing one themselves."""
+    directory = store.run_dir(out, spec.suite, spec.run_id)
+    record = store.read_record(directory) or {
+        "run_id": spec.run_id, "suite": spec.suite, "label": spec.label, "profile": spec.profile,
+        "config": spec.config, "attempts": 0, "requeues": 0,
+    }
+    record.update(status=RunStatus(status).value, finished=_now(), **fields)
+    store.write_json(directory / store.RECORD, record)
+    return record
 
 
 def run_status(out: Path, spec: RunSpec) -> str | None:
