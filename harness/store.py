@@ -1,8 +1,12 @@
 """Where runs land: results/<suite>/runs/<run-id>/{record.json, history.csv, checkpoint.pt}.
 
-Every write is atomic (write to a temporary file in the same folder, then rename), and each run folder has a
-lock file taken with flock while the run executes, so two run-suite processes on one results directory never
-run the same run twice or corrupt each other's files.
+Every write is atomic (write to a temporary file in the same folder, then rename) and gets the user's umask,
+and each run folder has a lock file taken with flock while the run executes, so two run-suite processes on
+one results directory never run the same run twice or corrupt each other's files.
+
+A record that cannot be read (truncated, garbage, not a record) is a damaged run, never a crash: readers
+log a warning naming the file and skip it, and the runner keeps a copy as ``record.json.damaged`` and
+reruns the run (RunStatus.DAMAGED).
 """
 from __future__ import annotations
 
@@ -10,21 +14,38 @@ import csv
 import fcntl
 import io
 import json
+import logging
 import os
-import tempfile
+import secrets
+import shutil
 from pathlib import Path
 
 import pandas as pd
 
+from .status import RunStatus
+
+logger = logging.getLogger(__name__)
+
 RECORD = "record.json"
+DAMAGED_RECORD = "record.json.damaged"
 HISTORY = "history.csv"
 CHECKPOINT = "checkpoint.pt"
 ARTIFACTS = "artifacts.json"
-FINISHED = "finished"
-#: Statuses that end a run for good: a re-run skips only `finished`; the rest are retried (failed) or
-#: resumed from their checkpoint (interrupted).
-FAILED = ("diverged", "error")
-INTERRUPTED = ("running", "cancelled", "timeout", "preempted")
+# The statuses by group, for the executors, the CLI and the report that compare with them (harness/status.py
+# says what each means for a rerun).
+FINISHED = RunStatus.FINISHED
+FAILED = (RunStatus.DIVERGED, RunStatus.ERROR)
+INTERRUPTED = (RunStatus.RUNNING, RunStatus.CANCELLED, RunStatus.TIMEOUT, RunStatus.PREEMPTED)
+
+
+class DamagedRecord(ValueError):
+    """A record.json that cannot be read as a run record; the message names the file and what to do."""
+
+    def __init__(self, path: Path, problem: str):
+        super().__init__(f"{path}: damaged run record ({problem}); it is skipped, and rerunning the suite "
+                         f"reruns this run (resumed from its checkpoint if it has one; the file is kept as "
+                         f"{DAMAGED_RECORD})")
+        self.path = Path(path)
 
 
 def suite_dir(out: str | Path, suite: str) -> Path:
@@ -36,9 +57,15 @@ def run_dir(out: str | Path, suite: str, run_id: str) -> Path:
 
 
 def atomic_write_bytes(path: Path, payload: bytes) -> None:
+    """Write `payload` to a new temporary file beside `path`, then rename it over `path`.
+
+    The temporary file is created with mode 0666 less the umask, as `open` would (tempfile.mkstemp would
+    make it 0600, and the rename would keep that).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(payload)
@@ -73,8 +100,41 @@ def read_json(path: Path):
         return None
 
 
+def load_record(directory: Path) -> dict | None:
+    """The run's record, None if it has none; raises DamagedRecord if record.json is not a readable record
+    (not JSON, not an object, or without a run_id, a suite and a known status)."""
+    path = Path(directory) / RECORD
+    try:
+        record = json.loads(path.read_bytes())
+    except FileNotFoundError:
+        return None
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise DamagedRecord(path, f"not JSON: {error}") from None
+    if not isinstance(record, dict):
+        raise DamagedRecord(path, f"a JSON {type(record).__name__}, not an object")
+    for key in ("run_id", "suite"):
+        if not isinstance(record.get(key), str):
+            raise DamagedRecord(path, f"no {key}")
+    if record.get("status") not in {status.value for status in RunStatus}:
+        raise DamagedRecord(path, f"unknown status {record.get('status')!r}")
+    return record
+
+
 def read_record(directory: Path) -> dict | None:
-    return read_json(Path(directory) / RECORD)
+    """The run's record; None if it has none, or (with a warning naming the file) if it is damaged."""
+    try:
+        return load_record(directory)
+    except DamagedRecord as damage:
+        logger.warning("%s", damage)
+        return None
+
+
+def keep_damaged_record(directory: Path) -> Path:
+    """Copy the run's damaged record.json to record.json.damaged (before a rerun overwrites it)."""
+    directory = Path(directory)
+    target = directory / DAMAGED_RECORD
+    shutil.copyfile(directory / RECORD, target)
+    return target
 
 
 def write_history(path: Path, rows: list[dict]) -> None:
@@ -87,14 +147,6 @@ def write_history(path: Path, rows: list[dict]) -> None:
     writer.writeheader()
     writer.writerows(rows)
     atomic_write_text(path, buffer.getvalue())
-
-
-def save_checkpoint(path: Path, state: dict) -> None:
-    import torch
-
-    buffer = io.BytesIO()
-    torch.save(state, buffer)
-    atomic_write_bytes(path, buffer.getvalue())
 
 
 class RunLock:
@@ -127,9 +179,10 @@ class RunLock:
 
 
 def iter_records(directory: str | Path):
-    """Every run record under a suite folder (or a folder of suites)."""
+    """Every run record under a suite folder (or a folder of suites); damaged ones are skipped with a
+    warning naming the file."""
     for path in sorted(Path(directory).glob("**/runs/*/" + RECORD)):
-        record = read_json(path)
+        record = read_record(path.parent)
         if record is not None:
             yield record
 

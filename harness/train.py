@@ -1,11 +1,13 @@
-"""One run: seed, build, train with a progress bar, evaluate, checkpoint, and return the run's metrics.
+"""One run: a `Trainer` builds it, resumes it from its checkpoint, trains, checkpoints and finishes it.
 
-`train_run(config, run_dir)` is deterministic on the CPU given the config: batches are a function of
-(seed, step) and the checkpoint holds the model, optimisers, schedulers, RNG state and history, so a run
-resumed from its checkpoint ends with the same metrics as an uninterrupted one.
+A run is deterministic on the CPU given its config: batches are a function of (seed, step) and the
+checkpoint (harness/checkpoint.py) holds the model, optimisers, schedulers, every RNG state and the history,
+so a run resumed from its checkpoint ends with the same metrics as an uninterrupted one. The learning-rate
+schedule is the paper's: linear warmup, then cosine decay or constant (paper Table 8).
 """
 from __future__ import annotations
 
+import logging
 import math
 import random
 import time
@@ -25,20 +27,16 @@ from models.base import StepContext
 from . import config as config_module
 from . import data as data_module
 from . import store
+from .checkpoint import load_checkpoint, restore_rng_state, rng_state, save_checkpoint
 from .diagnostics import gradient_diagnostics, supports_diagnostics
+from .status import RunStatus
 
-
-class Diverged(RuntimeError):
-    """A NaN or inf loss: the run ends with status `diverged` at `step`."""
-
-    def __init__(self, step: int, logs: dict):
-        super().__init__(f"non-finite loss at step {step}: {logs}")
-        self.step = step
+logger = logging.getLogger(__name__)
 
 
 @dataclass
 class RunResult:
-    status: str
+    status: RunStatus
     step: int
     metrics: dict
     notes: dict = field(default_factory=dict)
@@ -52,11 +50,21 @@ def seed_everything(seed: int) -> None:
 
 
 def resolve_device(name: str) -> torch.device:
+    """The torch device for `training.device`; a CUDA device this machine does not have is an error."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"training.device is {name!r} but no CUDA device is available; use 'auto' or 'cpu'")
+    if device.type != "cuda":
+        return device
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if count == 0:
+        raise RuntimeError(
+            f"training.device is {name!r} but this machine has no CUDA device (torch {torch.__version__}, "
+            f"built for CUDA {torch.version.cuda}); set training.device to 'auto' (the GPU when there is one) "
+            "or 'cpu', e.g. --set training.device=auto, or run the suite on a GPU machine")
+    if device.index is not None and device.index >= count:
+        raise RuntimeError(f"training.device is {name!r} but this machine has {count} CUDA device(s), "
+                           f"cuda:0 to cuda:{count - 1}; set training.device to one of them or 'cuda'")
     return device
 
 
@@ -104,137 +112,234 @@ def _mean_last(history: list[dict], key: str, window: int) -> float | None:
     return float(np.mean(values)) if values else None
 
 
-def train_run(config: dict, directory: Path, progress: bool = True, label: str = "",
-              should_stop=None) -> RunResult:
-    """Train the run described by the resolved `config`, writing checkpoint and history into `directory`.
+def _history_row(kind: str, step: int, values: dict) -> dict:
+    """A history row of plain Python values (numpy or torch scalars become numbers), so the checkpoint
+    holding the history loads with weights_only=True."""
+    return {"kind": kind, "step": step, **{k: v.item() if hasattr(v, "item") else v for k, v in values.items()}}
 
-    `should_stop()` is polled at every step boundary (the SLURM executor sets it on preemption or time-out):
-    when it returns True the run checkpoints and returns with status `preempted`, to be resumed later.
+
+class Trainer:
+    """One run in stages: `build` (device first, then data, model, optimisers), `resume` (from the run's
+    checkpoint), `train` (one `step` per batch, periodic `evaluate`/`diagnose`, `checkpoint` every
+    `training.checkpoint_every` steps) and `finish` (final
+    evaluation, diagnostics, fidelity metrics).
+
+    `should_stop()` is polled at every step boundary and between the stages of `finish` (the SLURM executor
+    sets it on preemption or time-out): the run checkpoints and ends as `preempted`, to be resumed later. The
+    checkpoint of the last step is written before `finish`, so a run stopped during its final evaluation
+    resumes with that evaluation alone.
     """
-    started = time.time()
-    training = config_module.build(config_module.TrainingConfig, config["training"])
-    metrics_cfg = config_module.build(config_module.MetricsConfig, config.get("metrics", {}))
-    seed = int(config["seed"])
-    seed_everything(seed)
-    device = resolve_device(training.device)
-    data_cfg = {k: v for k, v in config["data"].items() if k != "name"}
-    train_set = data_module.build_dataset(config["data"]["name"], data_cfg, "train", seed)
-    val_set = data_module.build_dataset(config["data"]["name"], data_cfg, "val", seed)
-    steps = total_steps(training, len(train_set))
 
-    est_cfg = dict(config["estimator"])
-    estimator = estimators.get(est_cfg.pop("name"), **est_cfg)
-    model = models.build_model(config["model"], estimator).to(device)
-    optimizers = model.configure_optimizers(training)
-    schedulers = {
-        name: torch.optim.lr_scheduler.LambdaLR(opt, partial(
-            lr_factor, warmup=training.warmup_steps, total=steps, schedule=training.schedule,
-            min_ratio=training.min_lr_ratio))
-        for name, opt in optimizers.items()
-    }
+    def __init__(self, config: dict, directory: str | Path, progress: bool = True, label: str = "",
+                 should_stop=None):
+        self.started = time.time()
+        self.config = config
+        self.directory = Path(directory)
+        self.checkpoint_path = self.directory / store.CHECKPOINT
+        self.progress = progress
+        self.label = label
+        self.should_stop = should_stop or (lambda: False)
+        self.training = config_module.build(config_module.TrainingConfig, config["training"])
+        self.metrics_config = config_module.build(config_module.MetricsConfig, config.get("metrics", {}))
+        self.seed = int(config["seed"])
+        self.history: list[dict] = []
+        self.start = 0
+        self.saved_step: int | None = None
+        self.elapsed_before = 0.0
 
-    checkpoint_path = Path(directory) / store.CHECKPOINT
-    history: list[dict] = []
-    start = 0
-    elapsed_before = 0.0
-    if checkpoint_path.exists():
-        state = torch.load(checkpoint_path, map_location=device, weights_only=False)
-        model.load_state_dict(state["model"])
-        for name, opt in optimizers.items():
-            opt.load_state_dict(state["optimizers"][name])
-            schedulers[name].load_state_dict(state["schedulers"][name])
-        torch.set_rng_state(state["rng"])
-        history = state["history"]
-        start = state["step"]
-        elapsed_before = state.get("elapsed", 0.0)
+    def run(self) -> RunResult:
+        self.build()
+        self.resume()
+        return self.train() or self.finish()
 
-    def save(step: int) -> None:
-        store.save_checkpoint(checkpoint_path, {
-            "model": model.state_dict(), "step": step, "history": history, "rng": torch.get_rng_state(),
-            "optimizers": {n: o.state_dict() for n, o in optimizers.items()},
-            "schedulers": {n: s.state_dict() for n, s in schedulers.items()},
-            "elapsed": elapsed_before + time.time() - started,
-        })
-        store.write_history(Path(directory) / store.HISTORY, history)
+    # -- stages -------------------------------------------------------------------------------------------
 
-    collate = partial(_collate, device)
-    val_loader = DataLoader(val_set, batch_size=training.batch_size, shuffle=False, collate_fn=collate,
-                            num_workers=training.num_workers)
-    fixed_batch = torch.stack([val_set[i] for i in range(min(metrics_cfg.diagnostics_batch, len(val_set)))]).to(device)
-    diagnose = metrics_cfg.diagnostics and supports_diagnostics(model)
-    use_bf16 = training.precision == "bf16"
+    def build(self) -> None:
+        """Device, datasets, model, optimisers and schedulers. The device comes first: a CUDA device this
+        machine lacks fails before any data is read."""
+        self.device = resolve_device(self.training.device)
+        seed_everything(self.seed)
+        data_config = {k: v for k, v in self.config["data"].items() if k != "name"}
+        name = self.config["data"]["name"]
+        self.train_set = data_module.build_dataset(name, data_config, "train", self.seed)
+        self.val_set = data_module.build_dataset(name, data_config, "val", self.seed)
+        self.steps = total_steps(self.training, len(self.train_set))
 
-    def autocast():
-        return torch.autocast(device_type=device.type, dtype=torch.bfloat16) if use_bf16 else nullcontext()
+        estimator_config = dict(self.config["estimator"])
+        estimator = estimators.get(estimator_config.pop("name"), **estimator_config)
+        self.model = models.build_model(self.config["model"], estimator).to(self.device)
+        self.optimizers = self.model.configure_optimizers(self.training)
+        schedule = partial(lr_factor, warmup=self.training.warmup_steps, total=self.steps,
+                           schedule=self.training.schedule, min_ratio=self.training.min_lr_ratio)
+        self.schedulers = {name: torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+                           for name, optimizer in self.optimizers.items()}
 
-    def evaluate(step: int) -> dict:
-        model.eval()
-        batches = (b for i, b in enumerate(val_loader) if training.eval_batches is None or i < training.eval_batches)
-        with autocast():
-            result = model.evaluate(batches)
-        model.train()
-        history.append({"kind": "eval", "step": step, **result})
-        return result
+        self.collate = partial(_collate, self.device)
+        self.val_loader = DataLoader(self.val_set, batch_size=self.training.batch_size, shuffle=False,
+                                     collate_fn=self.collate, num_workers=self.training.num_workers,
+                                     generator=self.loader_generator())
+        size = min(self.metrics_config.diagnostics_batch, len(self.val_set))
+        self.fixed_batch = torch.stack([self.val_set[i] for i in range(size)]).to(self.device)
+        self.diagnose = self.metrics_config.diagnostics and supports_diagnostics(self.model)
 
-    def diagnostics(step: int) -> dict:
-        result = gradient_diagnostics(model, fixed_batch)
-        history.append({"kind": "diagnostics", "step": step, **result})
-        return result
+    def resume(self) -> None:
+        """Restore the run from its checkpoint, if it has one (harness/checkpoint.py: loaded to the CPU,
+        refused if it holds anything but tensors and plain containers)."""
+        if not self.checkpoint_path.exists():
+            return
+        state = load_checkpoint(self.checkpoint_path)
+        self.model.load_state_dict(state["model"])
+        for name, optimizer in self.optimizers.items():
+            optimizer.load_state_dict(state["optimizers"][name])
+            self.schedulers[name].load_state_dict(state["schedulers"][name])
+        restore_rng_state(state["random_state"])
+        self.history = state["history"]
+        self.start = self.saved_step = state["step"]
+        self.elapsed_before = state["elapsed"]
+        logger.info("%s: resumed at step %d of %d", self.checkpoint_path, self.start, self.steps)
 
-    loader = DataLoader(train_set, batch_sampler=StepBatchSampler(len(train_set), training.batch_size, seed,
-                                                                   start, steps),
-                        collate_fn=collate, num_workers=training.num_workers)
-    bar = _progress_bar(progress and training.progress_bar, steps, start, label)
-    model.train()
-    step = start
-    for step, batch in enumerate(loader, start=start):
-        model.set_progress(step / steps)
-        ctx = StepContext(step=step, total_steps=steps, grad_clip=training.grad_clip, autocast=autocast)
-        logs = model.training_step(batch, ctx, optimizers)
-        for scheduler in schedulers.values():
+    def train(self) -> RunResult | None:
+        """Steps from the resumed step to the last; None when they all ran (then `finish`), else the result
+        that ends the run early (`diverged`, `preempted`)."""
+        loader = DataLoader(self.train_set, collate_fn=self.collate, num_workers=self.training.num_workers,
+                            batch_sampler=StepBatchSampler(len(self.train_set), self.training.batch_size,
+                                                           self.seed, self.start, self.steps),
+                            generator=self.loader_generator())
+        bar = _progress_bar(self.progress and self.training.progress_bar, self.steps, self.start, self.label)
+        self.model.train()
+        try:
+            for step, batch in enumerate(loader, start=self.start):
+                logs = self.step(step, batch)
+                if not all(math.isfinite(v) for v in logs.values()):
+                    return RunResult(RunStatus.DIVERGED, step, {"steps": step}, diverged_at=step)
+                if step % self.training.log_every == 0 or step == self.steps - 1:
+                    self.history.append(_history_row("train", step, logs))
+                    bar.set_postfix(loss=f"{logs.get('loss', float('nan')):.4f}",
+                                    usage=f"{logs.get('usage_batch', 0):.0%}")
+                self.evaluate_periodically(step)
+                if (step + 1) % self.training.checkpoint_every == 0:
+                    self.checkpoint(step + 1)
+                bar.update(1)
+                if self.should_stop():
+                    return self.preempt(step + 1)
+        finally:
+            bar.close()
+        if self.saved_step != self.steps:
+            self.checkpoint(self.steps)  # before the final evaluation: a stop during it loses no training
+        return None
+
+    def step(self, step: int, batch: torch.Tensor) -> dict:
+        """One optimisation step of the model and the schedulers; the model's logs."""
+        self.model.set_progress(step / self.steps)
+        context = StepContext(step=step, total_steps=self.steps, grad_clip=self.training.grad_clip,
+                              autocast=self.autocast)
+        logs = self.model.training_step(batch, context, self.optimizers)
+        for scheduler in self.schedulers.values():
             scheduler.step()
-        if not all(math.isfinite(v) for v in logs.values()):
-            bar.close()
-            return RunResult("diverged", step, {"steps": step}, diverged_at=step)
-        if step % training.log_every == 0 or step == steps - 1:
-            history.append({"kind": "train", "step": step, **logs})
-            bar.set_postfix(loss=f"{logs.get('loss', float('nan')):.4f}", usage=f"{logs.get('usage_batch', 0):.0%}")
-        if training.eval_every and step and step % training.eval_every == 0:
-            evaluate(step)
-            if diagnose and not training.diagnostics_every:
-                diagnostics(step)
-        if diagnose and training.diagnostics_every and step % training.diagnostics_every == 0:
-            diagnostics(step)
-        if (step + 1) % training.checkpoint_every == 0 and step + 1 < steps:
-            save(step + 1)
-        bar.update(1)
-        if should_stop is not None and step + 1 < steps and should_stop():
-            save(step + 1)
-            bar.close()
-            return RunResult("preempted", step + 1, {"steps": step + 1})
-    bar.close()
+        return logs
 
-    final = evaluate(steps)
-    metrics: dict = dict(final)
-    if diagnose:
-        metrics.update(diagnostics(steps))
-    for key in ("rec_loss", "usage_batch", "quant_error", "loss"):
-        value = _mean_last(history, key, training.usage_window)
-        if value is not None:
-            metrics[f"train_{key}"] = value
-    notes = {}
-    if metrics_cfg.fidelity:
+    def evaluate_periodically(self, step: int) -> None:
+        training = self.training
+        if training.eval_every and step and step % training.eval_every == 0:
+            self.evaluate(step)
+            if self.diagnose and not training.diagnostics_every:
+                self.diagnostics(step)
+        if self.diagnose and training.diagnostics_every and step % training.diagnostics_every == 0:
+            self.diagnostics(step)
+
+    def evaluate(self, step: int) -> dict:
+        """The model's validation metrics (at most `training.eval_batches` batches), logged in the history."""
+        self.model.eval()
+        limit = self.training.eval_batches
+        batches = (b for i, b in enumerate(self.val_loader) if limit is None or i < limit)
+        with self.autocast():
+            result = self.model.evaluate(batches)
+        self.model.train()
+        self.history.append(_history_row("eval", step, result))
+        return result
+
+    def diagnostics(self, step: int) -> dict:
+        """Gradient diagnostics on the fixed validation batch (README "Metrics"), logged in the history."""
+        result = gradient_diagnostics(self.model, self.fixed_batch)
+        self.history.append(_history_row("diagnostics", step, result))
+        return result
+
+    def checkpoint(self, step: int) -> None:
+        """Save everything `resume` restores, as of `step` steps done, and the history so far."""
+        save_checkpoint(self.checkpoint_path, {
+            "model": self.model.state_dict(), "step": step, "history": self.history,
+            "random_state": rng_state(),
+            "optimizers": {name: optimizer.state_dict() for name, optimizer in self.optimizers.items()},
+            "schedulers": {name: scheduler.state_dict() for name, scheduler in self.schedulers.items()},
+            "elapsed": self.elapsed(),
+        })
+        store.write_history(self.directory / store.HISTORY, self.history)
+        self.saved_step = step
+
+    def preempt(self, step: int) -> RunResult:
+        """End the run as `preempted` at `step`, checkpointed there."""
+        if self.saved_step != step:
+            self.checkpoint(step)
+        logger.info("%s: preempted at step %d of %d", self.checkpoint_path, step, self.steps)
+        return RunResult(RunStatus.PREEMPTED, step, {"steps": step})
+
+    def finish(self) -> RunResult:
+        """Final evaluation, diagnostics, training averages and fidelity metrics, then the history and the
+        model's artifacts. `should_stop` is polled before each stage: the run then ends as `preempted` (its
+        checkpoint is the last step's, so the resumed run redoes these stages alone)."""
+        metrics: dict = {}
+        notes: dict = {}
+        stages = [lambda: metrics.update(self.evaluate(self.steps))]
+        if self.diagnose:
+            stages.append(lambda: metrics.update(self.diagnostics(self.steps)))
+        if self.metrics_config.fidelity:
+            stages.append(lambda: self.fidelity(metrics, notes))
+        for stage in stages:
+            if self.should_stop():
+                return self.preempt(self.steps)
+            stage()
+        for key in ("rec_loss", "usage_batch", "quant_error", "loss"):
+            value = _mean_last(self.history, key, self.training.usage_window)
+            if value is not None:
+                metrics[f"train_{key}"] = value
+        metrics["steps"] = self.steps
+        metrics["wall_time_s"] = self.elapsed()
+        if hasattr(self.model, "artifacts"):  # e.g. point snapshots of the synthetic problems (README "Figures")
+            store.write_json(self.directory / store.ARTIFACTS, self.model.artifacts())
+        store.write_history(self.directory / store.HISTORY, self.history)
+        return RunResult(RunStatus.FINISHED, self.steps, metrics, notes)
+
+    def fidelity(self, metrics: dict, notes: dict) -> None:
+        """r-FID / r-IS or r-FVD of the validation reconstructions (README "Metrics")."""
         from .fidelity import fidelity_for_run
 
-        values, note = fidelity_for_run(model, val_set, metrics_cfg, training.batch_size, device, autocast)
+        values, note = fidelity_for_run(self.model, self.val_set, self.metrics_config, self.training.batch_size,
+                                        self.device, self.autocast)
         metrics.update(values)
         notes["fidelity"] = note
-    metrics["steps"] = steps
-    metrics["wall_time_s"] = elapsed_before + time.time() - started
-    if hasattr(model, "artifacts"):  # e.g. point snapshots of the synthetic problems (README "Figures")
-        store.write_json(Path(directory) / store.ARTIFACTS, model.artifacts())
-    save(steps)
-    return RunResult("finished", steps, metrics, notes)
+
+    # -- helpers --------------------------------------------------------------------------------------------
+
+    def autocast(self):
+        if self.training.precision == "bf16":
+            return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
+        return nullcontext()
+
+    def loader_generator(self) -> torch.Generator:
+        """A DataLoader's own generator: starting to iterate a loader draws its workers' base seed from it,
+        which would otherwise come from the global generator and shift a resumed run's random numbers (the
+        Gumbel estimator's noise) by one draw."""
+        return torch.Generator().manual_seed(self.seed)
+
+    def elapsed(self) -> float:
+        """Training wall time in seconds, over every attempt of the run."""
+        return self.elapsed_before + time.time() - self.started
+
+
+def train_run(config: dict, directory: Path, progress: bool = True, label: str = "",
+              should_stop=None) -> RunResult:
+    """Train the run described by the resolved `config` in `directory` (see `Trainer`)."""
+    return Trainer(config, directory, progress=progress, label=label, should_stop=should_stop).run()
 
 
 def _progress_bar(enabled: bool, total: int, initial: int, label: str):

@@ -1,9 +1,13 @@
 """Runs in this process (harness/runner.py, train.py, store.py, report.py): one short run per estimator,
-statuses (finished / diverged / error), retry, skip and --force, load_results and make-report."""
+statuses (finished / diverged / error), retry, skip and --force, load_results and make-report, damaged
+records and planted checkpoints."""
 from __future__ import annotations
 
+import logging
 import math
+import os
 import re
+import stat
 import subprocess
 import sys
 
@@ -18,6 +22,7 @@ from harness.cli import make_report_main, run_suite_main
 from harness.executors import run_local
 from harness.runner import execute_run
 from harness.suite import load_suite
+from harness.train import Trainer
 from helpers_harness import (assert_same_metrics, no_report, one_torch_thread, read_history,  # noqa: F401
                              read_record, records_by_id, tiny_raw, write_suite, write_yaml)
 
@@ -100,6 +105,10 @@ def test_estimator_run_finishes_with_sane_metrics(estimator_runs, name):
     # training metrics are the mean of the logged steps (usage_window 50 > 4 steps)
     assert metrics["train_rec_loss"] == pytest.approx(np.mean([float(r["rec_loss"]) for r in train]))
     assert (directory / "checkpoint.pt").exists()
+    umask = os.umask(0)
+    os.umask(umask)
+    for name in ("record.json", "history.csv", "checkpoint.pt"):  # the user's umask, not mkstemp's 0600
+        assert stat.S_IMODE((directory / name).stat().st_mode) == 0o666 & ~umask, name
 
 
 def test_load_results(estimator_runs):
@@ -175,6 +184,7 @@ def _png_folder(root, count=16, side=20):
 
 
 def test_statuses_and_retry(tmp_path, capsys, no_report):
+    """error, diverged and finished in one suite; a rerun retries the error run only (RunStatus.is_result)."""
     images = tmp_path / "images"  # does not exist yet: the first run fails with an exception
     present = tmp_path / "present"
     _png_folder(present)
@@ -206,8 +216,10 @@ def test_statuses_and_retry(tmp_path, capsys, no_report):
     assert finished["status"] == "finished" and finished["step"] == STEPS
     assert math.isfinite(finished["metrics"]["val_rec_loss"])
     finished_text = (out / "statuses" / "runs" / ok_spec.run_id / "record.json").read_text()
+    diverged_text = (out / "statuses" / "runs" / diverged_spec.run_id / "record.json").read_text()
 
-    # re-running retries the failed ones from scratch (the folder exists now) and skips the finished one
+    # re-running retries the error run (the folder exists now; it failed before any checkpoint, so from
+    # scratch) and keeps the results: the finished run and the diverged one (the same seed diverges again)
     _png_folder(images)
     assert run_suite_main([str(path), "--out", str(out), "--no-progress"]) == 1
     assert "1 of 3 runs did not finish (diverged)" in capsys.readouterr().err
@@ -216,9 +228,13 @@ def test_statuses_and_retry(tmp_path, capsys, no_report):
     assert retried["status"] == "finished" and retried["attempts"] == 2 and retried["resumed"] is False
     assert "traceback" not in retried
     assert math.isfinite(retried["metrics"]["val_rec_loss"])
-    again = records[diverged_spec.run_id]
-    assert again["status"] == "diverged" and again["attempts"] == 2 and again["diverged_at"] == 1
+    assert (out / "statuses" / "runs" / diverged_spec.run_id / "record.json").read_text() == diverged_text
     assert (out / "statuses" / "runs" / ok_spec.run_id / "record.json").read_text() == finished_text
+
+    # --force reruns the diverged run, from scratch, and it diverges at the same step again
+    again = execute_run(diverged_spec, out, force=True, progress=False)
+    assert again["status"] == "diverged" and again["attempts"] == 2 and again["diverged_at"] == 1
+    assert again["resumed"] is False and again["metrics"] == {"steps": 1}
 
 
 def test_exception_in_train_run_is_recorded(tmp_path, monkeypatch):
@@ -308,3 +324,84 @@ def test_grid_over_list_values_reports(tmp_path):
     assert all(r["status"] == "finished" for r in records_by_id(out, "lists").values())
     table = (out / "lists" / "table.tex").read_text()
     assert "[1, 2, 2]" in table and "[1, 2]" in table
+
+
+# -- damaged records, planted checkpoints --------------------------------------------------------------------
+
+def test_damaged_record_is_skipped_then_rerun(tmp_path, monkeypatch, capsys, caplog):
+    """A truncated record.json: load_results, --dry-run and make-report skip it with a warning naming the
+    file; run-suite keeps it as record.json.damaged and reruns that run, resumed from its checkpoint (of the
+    last step: only the final evaluation runs again), and leaves the other run alone."""
+    from harness import report
+
+    path = write_suite(tmp_path, name="damaged", grid={"estimator.name": ["ste", "rotation"]})
+    damaged_spec, other_spec = load_suite(path).runs
+    out = tmp_path / "results"
+    skip_report = lambda *args, **kwargs: {"summary": "(report skipped by the test)", "files": []}  # noqa: E731
+    with monkeypatch.context() as patch:
+        patch.setattr(report, "write_suite_report", skip_report)
+        assert run_suite_main([str(path), "--out", str(out), "--no-progress"]) == 0
+    damaged_dir = store.run_dir(out, "damaged", damaged_spec.run_id)
+    other_record = store.run_dir(out, "damaged", other_spec.run_id) / "record.json"
+    first = read_record(damaged_dir)
+    other_text = other_record.read_text()
+    truncated = (damaged_dir / "record.json").read_bytes()[:57]
+    (damaged_dir / "record.json").write_bytes(truncated)
+    named = str(damaged_dir / "record.json")
+
+    caplog.set_level(logging.WARNING)
+    df = store.load_results(out)
+    assert list(df["run_id"]) == [other_spec.run_id] and named in caplog.text
+    caplog.clear()
+    capsys.readouterr()
+    assert run_suite_main([str(path), "--dry-run", "--out", str(out)]) == 0
+    rows = {line.split()[0]: line.split()[-1] for line in capsys.readouterr().out.splitlines()
+            if line.startswith((damaged_spec.run_id, other_spec.run_id))}
+    assert rows == {damaged_spec.run_id: "damaged", other_spec.run_id: "finished"} and named in caplog.text
+    caplog.clear()
+    assert make_report_main([str(path), "--out", str(out)]) == 0
+    assert named in caplog.text and (out / "damaged" / "results.csv").exists()
+    assert (damaged_dir / "record.json").read_bytes() == truncated  # readers leave it as it is
+
+    trained = []
+    step = Trainer.step
+    monkeypatch.setattr(Trainer, "step", lambda self, index, batch: trained.append(index) or step(self, index, batch))
+    monkeypatch.setattr(report, "write_suite_report", skip_report)
+    assert run_suite_main([str(path), "--out", str(out), "--no-progress"]) == 0
+    assert (damaged_dir / "record.json.damaged").read_bytes() == truncated
+    rerun = read_record(damaged_dir)
+    assert rerun["status"] == "finished" and rerun["resumed"] is True and trained == []
+    assert rerun["damaged_record"] == "record.json.damaged" and rerun["attempts"] == 1
+    assert_same_metrics(rerun["metrics"], first["metrics"])
+    assert other_record.read_text() == other_text
+
+
+class _Payload:
+    """Unpickling this runs os.mkdir(target), as a planted checkpoint could run anything."""
+
+    def __init__(self, target):
+        self.target = str(target)
+
+    def __reduce__(self):
+        return os.mkdir, (self.target,)
+
+
+def test_planted_checkpoint_is_refused_and_recorded_as_error(tmp_path):
+    import torch
+
+    from harness.checkpoint import KEYS
+
+    (spec,) = load_suite(write_suite(tmp_path, name="planted", grid={"estimator.name": ["ste"]})).runs
+    directory = store.run_dir(tmp_path / "out", "planted", spec.run_id)
+    directory.mkdir(parents=True)
+    target = tmp_path / "payload-ran"
+    torch.save({**{key: {} for key in KEYS}, "history": [_Payload(target)]}, directory / "checkpoint.pt")
+
+    record = execute_run(spec, tmp_path / "out", progress=False)
+    assert record["status"] == "error" and not target.exists()
+    assert str(directory / "checkpoint.pt") in record["traceback"] and "refused" in record["traceback"]
+    assert "--force" in record["traceback"]
+    assert (directory / "checkpoint.pt").exists()  # an error run keeps its checkpoint: the user decides
+
+    forced = execute_run(spec, tmp_path / "out", progress=False, force=True)  # --force: from scratch
+    assert forced["status"] == "finished" and forced["resumed"] is False and not target.exists()
