@@ -20,14 +20,13 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Sampler
 
-import estimators
 import models
 from models.base import StepContext
 
-from . import config as config_module
 from . import data as data_module
 from . import store
 from .checkpoint import load_checkpoint, restore_rng_state, rng_state, save_checkpoint
+from .config import RunConfig
 from .diagnostics import gradient_diagnostics, supports_diagnostics
 from .status import RunStatus
 
@@ -121,7 +120,7 @@ def _history_row(kind: str, step: int, values: dict) -> dict:
 class Trainer:
     """One run in stages: `build` (device first, then data, model, optimisers), `resume` (from the run's
     checkpoint), `train` (one `step` per batch, periodic `evaluate`/`diagnose`, `checkpoint` every
-    `training.checkpoint_every` steps) and `finish` (final
+    `training.checkpoint_every` steps and every `training.checkpoint_every_min` minutes) and `finish` (final
     evaluation, diagnostics, fidelity metrics).
 
     `should_stop()` is polled at every step boundary and between the stages of `finish` (the SLURM executor
@@ -130,7 +129,10 @@ class Trainer:
     resumes with that evaluation alone.
     """
 
-    def __init__(self, config: dict, directory: str | Path, progress: bool = True, label: str = "",
+    #: The clock of the wall-clock checkpoints, in seconds (a test may replace it).
+    clock = staticmethod(time.monotonic)
+
+    def __init__(self, config: RunConfig, directory: str | Path, progress: bool = True, label: str = "",
                  should_stop=None):
         self.started = time.time()
         self.config = config
@@ -139,12 +141,13 @@ class Trainer:
         self.progress = progress
         self.label = label
         self.should_stop = should_stop or (lambda: False)
-        self.training = config_module.build(config_module.TrainingConfig, config["training"])
-        self.metrics_config = config_module.build(config_module.MetricsConfig, config.get("metrics", {}))
-        self.seed = int(config["seed"])
+        self.training = config.training
+        self.metrics_config = config.metrics
+        self.seed = config.seed
         self.history: list[dict] = []
         self.start = 0
         self.saved_step: int | None = None
+        self.saved_at = self.clock()
         self.elapsed_before = 0.0
 
     def run(self) -> RunResult:
@@ -159,15 +162,10 @@ class Trainer:
         machine lacks fails before any data is read."""
         self.device = resolve_device(self.training.device)
         seed_everything(self.seed)
-        data_config = {k: v for k, v in self.config["data"].items() if k != "name"}
-        name = self.config["data"]["name"]
-        self.train_set = data_module.build_dataset(name, data_config, "train", self.seed)
-        self.val_set = data_module.build_dataset(name, data_config, "val", self.seed)
+        self.train_set = data_module.build_dataset(self.config.data, "train", self.seed)
+        self.val_set = data_module.build_dataset(self.config.data, "val", self.seed)
         self.steps = total_steps(self.training, len(self.train_set))
-
-        estimator_config = dict(self.config["estimator"])
-        estimator = estimators.get(estimator_config.pop("name"), **estimator_config)
-        self.model = models.build_model(self.config["model"], estimator).to(self.device)
+        self.model = models.build_model(self.config.model, self.config.estimator.build()).to(self.device)
         self.optimizers = self.model.configure_optimizers(self.training)
         schedule = partial(lr_factor, warmup=self.training.warmup_steps, total=self.steps,
                            schedule=self.training.schedule, min_ratio=self.training.min_lr_ratio)
@@ -206,6 +204,7 @@ class Trainer:
                                                            self.seed, self.start, self.steps),
                             generator=self.loader_generator())
         bar = _progress_bar(self.progress and self.training.progress_bar, self.steps, self.start, self.label)
+        self.saved_at = self.clock()
         self.model.train()
         try:
             for step, batch in enumerate(loader, start=self.start):
@@ -217,7 +216,7 @@ class Trainer:
                     bar.set_postfix(loss=f"{logs.get('loss', float('nan')):.4f}",
                                     usage=f"{logs.get('usage_batch', 0):.0%}")
                 self.evaluate_periodically(step)
-                if (step + 1) % self.training.checkpoint_every == 0:
+                if (step + 1) % self.training.checkpoint_every == 0 or self.checkpoint_due():
                     self.checkpoint(step + 1)
                 bar.update(1)
                 if self.should_stop():
@@ -264,6 +263,11 @@ class Trainer:
         self.history.append(_history_row("diagnostics", step, result))
         return result
 
+    def checkpoint_due(self) -> bool:
+        """Whether `training.checkpoint_every_min` minutes have passed since the last checkpoint."""
+        minutes = self.training.checkpoint_every_min
+        return minutes is not None and self.clock() - self.saved_at >= 60.0 * minutes
+
     def checkpoint(self, step: int) -> None:
         """Save everything `resume` restores, as of `step` steps done, and the history so far."""
         save_checkpoint(self.checkpoint_path, {
@@ -274,7 +278,7 @@ class Trainer:
             "elapsed": self.elapsed(),
         })
         store.write_history(self.directory / store.HISTORY, self.history)
-        self.saved_step = step
+        self.saved_step, self.saved_at = step, self.clock()
 
     def preempt(self, step: int) -> RunResult:
         """End the run as `preempted` at `step`, checkpointed there."""
@@ -336,9 +340,9 @@ class Trainer:
         return self.elapsed_before + time.time() - self.started
 
 
-def train_run(config: dict, directory: Path, progress: bool = True, label: str = "",
+def train_run(config: RunConfig, directory: Path, progress: bool = True, label: str = "",
               should_stop=None) -> RunResult:
-    """Train the run described by the resolved `config` in `directory` (see `Trainer`)."""
+    """Train the run described by the validated `config` in `directory` (see `Trainer`)."""
     return Trainer(config, directory, progress=progress, label=label, should_stop=should_stop).run()
 
 

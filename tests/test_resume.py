@@ -1,6 +1,6 @@
 """Resume and failures (harness/train.py's Trainer through harness/runner.execute_run): an `error` run
 resumes from its checkpoint, a stop during the final evaluation resumes with that evaluation alone,
-and a missing GPU fails before any work. A resumed run ends with the
+checkpoints by wall-clock interval, and a missing GPU fails before any work. A resumed run ends with the
 same metrics as an uninterrupted one. The `cuda` tests run where a GPU is."""
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from harness import store
 from harness.checkpoint import load_checkpoint
 from harness.runner import execute_run
 from harness.suite import load_suite
-from harness.train import Trainer
+from harness.train import Trainer, train_run
 from helpers_harness import assert_same_metrics, one_torch_thread, read_history, write_suite  # noqa: F401
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -126,6 +126,31 @@ def test_preempted_run_resumes_where_it_stopped(tmp_path, monkeypatch, when):
     assert_same_metrics(resumed["metrics"], reference["metrics"])
     assert read_history(directory) == read_history(store.run_dir(tmp_path / "uninterrupted", spec.suite,
                                                                   spec.run_id))
+
+
+@pytest.mark.parametrize("minutes, saved", [(None, [8]), (1.0, [3, 6, 8]), (0.5, [2, 4, 6, 8])])
+def test_checkpoints_by_wall_clock_interval(tmp_path, monkeypatch, minutes, saved):
+    """With `training.checkpoint_every_min`, a checkpoint is also written once that many minutes passed
+    since the last one (each step takes 25 s on the patched clock; checkpoint_every is 100 steps), so a
+    requeued job loses at most that interval. The last step's checkpoint comes before the evaluation."""
+    spec = _spec(tmp_path, "clock", steps=8, checkpoint_every=100, checkpoint_every_min=minutes)
+    now = {"s": 0.0}
+    step, checkpoint = Trainer.step, Trainer.checkpoint
+    written = []
+
+    def step_of_25_s(self, index, batch):
+        now["s"] += 25.0
+        return step(self, index, batch)
+
+    def record_checkpoint(self, index):
+        written.append(index)
+        checkpoint(self, index)
+
+    monkeypatch.setattr(Trainer, "clock", staticmethod(lambda: now["s"]))
+    monkeypatch.setattr(Trainer, "step", step_of_25_s)
+    monkeypatch.setattr(Trainer, "checkpoint", record_checkpoint)
+    result = train_run(spec.config, tmp_path / "run", progress=False)
+    assert result.status == "finished" and written == saved
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="tests a machine without a CUDA GPU")

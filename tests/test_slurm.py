@@ -59,7 +59,7 @@ def write_suite(tmp_path: Path, slurm=None, seeds=(0, 1, 2), name="slurm_unit", 
 def write_record(out: Path, spec, status: str, **fields) -> None:
     directory = store.run_dir(out, spec.suite, spec.run_id)
     store.write_json(directory / store.RECORD, {"run_id": spec.run_id, "suite": spec.suite, "label": spec.label,
-                                                 "config": spec.config, "status": status, **fields})
+                                                 "config": spec.config.resolved, "status": status, **fields})
 
 
 def status_of(out: Path, spec) -> dict:
@@ -91,19 +91,17 @@ def test_int_time_from_a_suite_file_and_from_set_is_refused_before_submission(tm
     path = write_suite(tmp_path, slurm={"partition": "debug"})
     text = path.read_text() + "  time: 10:30\n"
     path.write_text(text)
-    suite = load_suite(path)
     with pytest.raises(SuiteError, match=r'slurm\.time: got the integer 630.*time: "10:30"'):
-        hs.slurm_settings(suite)
-    suite = load_suite(write_suite(tmp_path, name="other"), overrides=["slurm.time=10:30"])
+        load_suite(path)
     with pytest.raises(SuiteError, match="quoted"):
-        hs.run_slurm(suite, tmp_path / "results", wait=False, progress=False)
+        load_suite(write_suite(tmp_path, name="other"), overrides=["slurm.time=10:30"])
     quoted = load_suite(write_suite(tmp_path, name="third"), overrides=['slurm.time="10:30"'])
     assert hs.slurm_settings(quoted)["native"]["time"] == 11  # 10 min 30 s, rounded up
 
 
 @pytest.mark.parametrize("cfg, key, fragment", [
-    ({"cpus_per_task": "4"}, "cpus_per_task", "expected an integer, got '4' (str)"),
-    ({"cpus_per_task": 0}, "cpus_per_task", "expected an integer >= 1"),
+    ({"cpus_per_task": "4"}, "cpus_per_task", "expected an integer or null, got '4' (str)"),
+    ({"cpus_per_task": 0}, "cpus_per_task", "must be at least 1, got 0"),
     ({"gpus_per_node": 1.5}, "gpus_per_node", "expected an integer"),
     ({"mem_gb": "16G"}, "mem_gb", "expected a number"),
     ({"mem_gb": -1}, "mem_gb", "positive"),
@@ -118,7 +116,7 @@ def test_int_time_from_a_suite_file_and_from_set_is_refused_before_submission(tm
     ({"time": "00:00:00"}, "time", "zero"),
     ({"time": "1:00:00", "timeout_min": 60}, "time", "either time or timeout_min"),
     ({"timeout_min": "60"}, "timeout_min", "expected an integer"),
-    ({"array_parallelism": 0}, "array_parallelism", ">= 1"),
+    ({"array_parallelism": 0}, "array_parallelism", "at least 1"),
     ({"partition": ""}, "partition", "non-empty string"),
     ({"account": 7}, "account", "non-empty string"),
     ({"wait_timeout_min": 0}, "wait_timeout_min", "positive"),
@@ -207,7 +205,7 @@ def test_mocked_submission_writes_the_previewed_script_and_a_manifest(tmp_path):
     jobs = {run_id: entry["job_id"] for run_id, entry in manifest["runs"].items()}
     assert jobs == {suite.runs[0].run_id: "12_0", suite.runs[1].run_id: "12_1"}
     assert manifest["arrays"][0]["job_id"] == "12"
-    assert manifest["runs"][suite.runs[0].run_id]["config"] == suite.runs[0].config
+    assert manifest["runs"][suite.runs[0].run_id]["config"] == suite.runs[0].config.resolved
     script = (hs.submitit_root(out, suite.name) / "12" / "12_submission.sh").read_text()
     assert script == preview
     assert "#SBATCH --array=0-1%2" in _sbatch_lines(script)
@@ -261,7 +259,7 @@ def test_collection_records_outcomes_and_resubmits_only_what_is_not_finished_or_
         assert records[0]["status"] == store.FINISHED and records[0]["metrics"] == {"x": 1}
         assert records[1]["status"] == "cancelled" and records[1]["slurm_state"] == "CANCELLED by 0"
         assert records[2]["status"] == "error" and "RuntimeError: boom" in records[2]["traceback"]
-        assert records[2]["config"] == runs[2].config and records[2]["label"] == runs[2].label
+        assert records[2]["config"] == runs[2].config.resolved and records[2]["label"] == runs[2].label
         assert records[3]["status"] == "error" and "Killed" in records[3]["traceback"]
         assert "no Python traceback" in records[3]["traceback"]
         assert records[4]["status"] == "timeout"
