@@ -119,9 +119,9 @@ def _history_row(kind: str, step: int, values: dict) -> dict:
 
 class Trainer:
     """One run in stages: `build` (device first, then data, model, optimisers), `resume` (from the run's
-    checkpoint), `train` (one `step` per batch, periodic `evaluate`/`diagnose`, `checkpoint` every
-    `training.checkpoint_every` steps and every `training.checkpoint_every_min` minutes) and `finish` (final
-    evaluation, diagnostics, fidelity metrics).
+    checkpoint), `train` (one `step` per batch, periodic `evaluate` and `diagnostics`, `checkpoint` every
+    `training.checkpoint_every` steps and every `training.checkpoint_every_min` minutes) and `finish`
+    (final evaluation, diagnostics, fidelity metrics).
 
     `should_stop()` is polled at every step boundary and between the stages of `finish` (the SLURM executor
     sets it on preemption or time-out): the run checkpoints and ends as `preempted`, to be resumed later. The
