@@ -3,6 +3,8 @@ the folder's records of another configuration (an earlier `--set`, another suite
 are named in report.md and never averaged in; a damaged record.json is named and skipped."""
 from __future__ import annotations
 
+import logging
+
 import pytest
 import yaml
 
@@ -90,14 +92,16 @@ def test_a_suite_with_no_recorded_run_says_so(two_configurations, tmp_path):
     assert result["summary"].startswith("(none of the suite's 4 runs recorded")
 
 
-def test_a_damaged_record_is_named_and_skipped(tmp_path):
+def test_a_damaged_record_is_named_and_skipped(tmp_path, caplog):
     suite = load_suite(suite_file(tmp_path, RAW))
     out = tmp_path / "out"
     write_records(out, suite, 0.2)
     broken = sorted(suite.runs, key=lambda s: s.run_id)[0]
     (store.run_dir(out, suite.name, broken.run_id) / store.RECORD).write_text('{"run_id": "trunc')
     directory = store.suite_dir(out, suite.name)
-    result = report.write_suite_report(directory, suite=suite, figures=False)
+    with caplog.at_level(logging.WARNING, logger="harness.report.loading"):
+        result = report.write_suite_report(directory, suite=suite, figures=False)
+    assert f"{broken.run_id}/record.json: unreadable run record" in caplog.text
     md = (directory / "report.md").read_text()
     line = next(l for l in md.splitlines() if l.startswith("- Damaged records, not read:"))
     assert f"`runs/{broken.run_id}/record.json (JSONDecodeError: " in line

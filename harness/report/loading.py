@@ -10,12 +10,15 @@ resolved config (harness.suite.run_id_of), so the suite's run ids select exactly
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
 from .. import store
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -39,10 +42,13 @@ def load_results(suite_directory: Path, suite=None) -> LoadedResults:
             record = store.read_json(path)
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
             damaged.append(f"{where} ({type(error).__name__}: {error})")
+            log.warning("%s: unreadable run record, left out of the report (%s: %s)", path, type(error).__name__,
+                        error)
             continue
         if not isinstance(record, dict) or not {"run_id", "suite", "status"} <= set(record):
             if record is not None:  # None: removed since the glob
                 damaged.append(f"{where} (not a run record: no run_id, suite and status)")
+                log.warning("%s: not a run record (no run_id, suite and status), left out of the report", path)
             continue
         records.append(record)
     outside: list[str] = []

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .. import store
+from ..status import RunStatus
 from .formatting import isnan, natural_key, plain
 from .loading import LoadedResults
 from .markdown import markdown_pvalues, markdown_table
@@ -94,7 +94,7 @@ def what_ran(df: pd.DataFrame, loaded: LoadedResults, suite, suite_name: str) ->
         commit = provenance.get("git_commit") or "unknown"
         commits.append(commit[:12] + (" (uncommitted changes)" if provenance.get("git_dirty") else ""))
     lines.append(f"- Git commit: {_counts(commits)} (runs per commit)")
-    failed = [r for r in records if r.get("status") != store.FINISHED]
+    failed = [r for r in records if r.get("status") != RunStatus.FINISHED]
     if failed:
         lines += ["", "Runs that did not finish:", ""]
         for record in failed:
@@ -140,7 +140,7 @@ def figure_lines(suite_directory: Path, paths: list[Path], messages: list[str], 
 def fidelity_lines(df: pd.DataFrame, records) -> list[str]:
     lines = ["## Reconstruction fidelity (r-FID, r-IS, r-FVD)", ""]
     by_id = {r["run_id"]: r for r in records}
-    finished = df[df["status"] == store.FINISHED]
+    finished = df[df["status"] == RunStatus.FINISHED]
     if finished.empty:
         return lines + ["No finished runs.", ""]
     present = [m for m in FIDELITY_METRICS if m in finished.columns]

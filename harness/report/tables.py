@@ -9,7 +9,8 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from .. import paper_numbers, store
+from .. import paper_numbers
+from ..status import RunStatus
 from .formatting import as_list, isnan, natural_key
 from .metrics import SUITE_TABLE_METRICS, metric
 from .settings import annotate, approach_sort_key, matches, paper_refs, setting_rules
@@ -115,7 +116,7 @@ def build_tables(df: pd.DataFrame, suite=None) -> list[Table]:
                             baseline=baseline))
     rest = [b for b in blocks if b.ref is None or b.ref in section_refs]
     if rest:
-        finished = df[df["status"] == store.FINISHED]
+        finished = df[df["status"] == RunStatus.FINISHED]
         wanted = as_list((suite.report if suite is not None else {}).get("metrics")) or SUITE_TABLE_METRICS
         columns = [m for m in wanted if m in finished.columns and finished[m].notna().any()]
         name = suite.name if suite is not None else str(df["suite"].iloc[0])
@@ -132,7 +133,7 @@ def metric_cells(block: Block, approaches: list[str], metric_name: str) -> list[
     """Statistics of any recorded metric (not only the table's columns) for approaches of a block."""
     cells = []
     for approach in approaches:
-        done = block.runs[(block.runs["_approach"] == approach) & (block.runs["status"] == store.FINISHED)]
+        done = block.runs[(block.runs["_approach"] == approach) & (block.runs["status"] == RunStatus.FINISHED)]
         values = {}
         if metric_name in done.columns:
             for _, run in done.sort_values("_seed", na_position="last").iterrows():
@@ -145,7 +146,7 @@ def metric_cells(block: Block, approaches: list[str], metric_name: str) -> list[
 
 def _rows(table: Table, block: Block) -> list[Row]:
     runs = block.runs
-    finished = runs[runs["status"] == store.FINISHED]
+    finished = runs[runs["status"] == RunStatus.FINISHED]
     rows = []
     for approach in sorted(finished["_approach"].unique(), key=approach_sort_key):
         row = Row(approach=approach, kind="ours", label=approach, n_runs=int((runs["_approach"] == approach).sum()),
