@@ -208,10 +208,6 @@ def machine_info(device: torch.device | None = None) -> dict:
         info["vector_quantize_pytorch"] = metadata.version("vector-quantize-pytorch")
     except Exception:  # noqa: BLE001 - optional
         info["vector_quantize_pytorch"] = None
-    if device is None or device.type == "cpu":
-        from estimators import native_kernel
-
-        info["rotation_kernel"] = native_kernel.status()  # builds it now, outside the timed rounds
     if device is not None and device.type == "cuda" and torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name(device)
         info["cuda"] = torch.version.cuda

@@ -3,10 +3,9 @@
 One step is `out = estimator.transport(e, q)` (under bf16 autocast on CUDA) followed by
 `torch.autograd.grad(out, e, g)`, with e a leaf (N, D) float32 tensor, q its codes and g the incoming
 gradient. The STE's step is the same with `e + sg(q − e)`. The subject runs in the default fused-backward
-mode ("auto", estimators/fused.py: fused from N·D ≥ 2²¹ in float32). For `rotation`, the same rounds also
-time it with the mode forced: "rotation (eager)" ("off"), "rotation (fused)" ("on": the C kernel on the CPU)
-and "rotation (compiled)" ("compiled": torch.compile), and "rotation (before)", the code as committed before
-the performance work (benchmarks/_baseline.py).
+mode ("auto", estimators/fused.py: compiled from N·D ≥ 2²¹ in float32). For `rotation`, the same rounds also
+time it with the mode forced: "rotation (eager)" ("off") and "rotation (compiled)" ("on": torch.compile), and
+"rotation (before)", the code as committed before the performance work (benchmarks/_baseline.py).
 """
 from __future__ import annotations
 
@@ -62,8 +61,7 @@ def test_transport_forward_backward(benchmark, request, device, name, n, d):
     others = {"ste": estimator_step("ste", e, q, g, device)}  # for name == "ste": an A/A check of the noise
     if name == "rotation":
         others["rotation (eager)"] = in_mode(estimator_step(name, e, q, g, device), "off")
-        others["rotation (fused)"] = in_mode(estimator_step(name, e, q, g, device), "on")
-        others["rotation (compiled)"] = in_mode(estimator_step(name, e, q, g, device), "compiled")
+        others["rotation (compiled)"] = in_mode(estimator_step(name, e, q, g, device), "on")
         others["rotation (before)"] = transport_step(_baseline.rotation_transport, e, q, g, device)
     info = interleaved(benchmark, request, name, estimator_step(name, e, q, g, device), others, device)
     info.update(section="a", estimator=name, N=n, D=d)

@@ -139,8 +139,6 @@ def render(data: dict, machine: dict, device: str, threads_arg: int, command: st
             ["python", machine.get("python")], ["vector-quantize-pytorch", machine.get("vector_quantize_pytorch")],
             ["load average before / after", f"{machine.get('load_before')} / {machine.get('load_after')}"],
             ["glibc malloc in the benchmark process", machine.get("malloc", "not recorded (adaptive)")]]
-    if device == "cpu":
-        rows.append(["C kernel of the rotation backward", machine.get("rotation_kernel", "not recorded")])
     if device == "cuda":
         rows += [["GPU", machine.get("gpu")], ["CUDA", machine.get("cuda")]]
     out.append(table(["", ""], rows) + "\n")
@@ -185,24 +183,21 @@ def render(data: dict, machine: dict, device: str, threads_arg: int, command: st
                      fmt_pair(run.stats(info, "ste")), fmt_ratio(run.ratio(info, "ste")),
                      fmt_ratio(run.ratio(info, "ste", "wall")),
                      fmt_ratio(run.variant_ratio(info, "rotation (eager)", "ste")),
-                     fmt_ratio(run.variant_ratio(info, "rotation (fused)", "ste")),
                      fmt_ratio(run.variant_ratio(info, "rotation (compiled)", "ste")),
                      f"{fmt_pair(run.stats(info, 'rotation (before)'))} (after/before {fmt_ratio(before)})"
                      if before else ""])
-    out.append("The estimator column runs in the default mode (`auto`: fused from N·D ≥ 2²¹ in float32, "
+    out.append("The estimator column runs in the default mode (`auto`: compiled from N·D ≥ 2²¹ in float32, "
                "estimators/fused.py); for `rotation` the same rounds also time it with the mode forced: eager "
-               "(`off`), fused (`on`: the C kernel on the CPU, estimators/rotation_backward.c) and compiled "
-               "(`compiled`: torch.compile).\n")
+               "(`off`) and compiled (`on`: torch.compile).\n")
     out.append(table(["N", "D", "estimator", "time min / median", "STE min / median", "ratio vs STE",
-                      "ratio vs STE (wall)", "rotation eager / STE", "rotation fused / STE",
-                      "rotation compiled / STE", "rotation before"],
+                      "ratio vs STE (wall)", "rotation eager / STE", "rotation compiled / STE", "rotation before"],
                      rows) + "\n")
     alone = {info["D"]: run.ratio(info, "ste") for info in a
              if info["estimator"] == "rotation" and info["N"] == 65536 and info["D"] in (32, 256)}
     if alone:
         ok = all(r["min"] <= 1.5 for r in alone.values())
         verdicts["alone"] = (", ".join(f"D={d}: {r['min']:.2f} (median {r['median']:.2f})"
-                                       for d, r in sorted(alone.items())) + " (default mode: fused)", ok)
+                                       for d, r in sorted(alone.items())) + " (default mode: compiled)", ok)
 
     # --- b
     bq, br = run.section("b-quantizer"), run.section("b-rotation")
@@ -402,7 +397,6 @@ def render(data: dict, machine: dict, device: str, threads_arg: int, command: st
     alone_ratio = run.ratio(alone_d32, "ste")["min"] if alone_d32 else None
     if alone_ratio is not None and alone_ratio > 0.9 * 1.5:
         eager = run.variant_ratio(alone_d32, "rotation (eager)", "ste")
-        fused = run.variant_ratio(alone_d32, "rotation (fused)", "ste")
         compiled = run.variant_ratio(alone_d32, "rotation (compiled)", "ste")
         verdict = "does not hold" if alone_ratio > 1.5 else "holds, by less than 10%"
         notes.append(
@@ -410,9 +404,7 @@ def render(data: dict, machine: dict, device: str, threads_arg: int, command: st
             "(e + (q − e)) and its backward is free. The rotation's backward needs five per-token reductions "
             "(‖e‖, ‖q‖, eᵀq, eᵀg, qᵀg), scalar arithmetic per token and a three-input combination "
             f"s·g + α·e + β·q: eager PyTorch makes each its own pass ({fmt_ratio(eager)} × the STE here), "
-            f"torch.compile two loops with a horizontal sum per row and product ({fmt_ratio(compiled)}), and the "
-            f"C kernel one pass ({fmt_ratio(fused)}). If the fused figure is the eager or compiled one, the "
-            "kernel was not built on this machine (the machine table says why).")
+            f"torch.compile two loops with a horizontal sum per row and product ({fmt_ratio(compiled)}).")
     if "jobs" in verdicts and verdicts["jobs"][1] is False:
         notes.append(
             "* --jobs: each call is a fresh process, and the parts that do not run in parallel (starting Python, "
@@ -484,8 +476,7 @@ def main(argv: list[str] | None = None) -> int:
             machine["load_after"] = ", ".join(f"{x:.2f}" for x in os.getloadavg())
             data["_exit_code"] = exit_code
             machine["malloc"] = ", ".join(f"{k}={os.environ.get(k, v)}" for k, v in MALLOC_SETTINGS.items())
-            data["_machine"] = {k: machine[k] for k in ("load_before", "load_after", "malloc", "rotation_kernel")
-                                if k in machine}
+            data["_machine"] = {k: machine[k] for k in ("load_before", "load_after", "malloc") if k in machine}
             if args.json:
                 json_path.write_text(json.dumps(data))
     text, verdicts = render(data, machine, args.device, threads, command, exit_code)

@@ -1,32 +1,25 @@
-"""Fused backward passes: the transport estimators' closed forms in one or two passes over memory (performance only).
+"""Fused backward passes: the transport estimators' closed forms compiled into one or two loops (performance only).
 
 The eager closed forms (estimators/rotation_math.py) run each per-token reduction and each multiply-add as its
-own pass over the (N, D) tensors. Fused, they run in one or two loops, which is what the issue's
-estimator-alone target asks for. Two fused implementations:
-
-* the C kernel of the rotation family (estimators/native_kernel.py, estimators/rotation_backward.c), for
-  float32 tensors on the CPU: one pass, built with the system's C compiler on first use;
-* torch.compile of the "plain" closed forms (everything else: reflection, other dtypes, GPUs, or no C
-  compiler): the five reductions become one loop over e, q, g and the combination another.
-
-The arithmetic and the degenerate-point fallbacks are the same in all paths; only the order of float32
-roundings differs (tests/test_fused_backward.py holds every path to the float64 closed forms).
+own pass over the (N, D) tensors. torch.compile of their "plain" form (out-of-place ops only) fuses the five
+reductions into one loop over e, q, g and the combination into another. The arithmetic and the
+degenerate-point fallbacks are the same in both forms; only the order of float32 roundings differs
+(tests/test_fused_backward.py holds both to the float64 closed forms).
 
 Mode, from ``estimators.set_fused_backward(mode)`` or the environment variable
 ``ROTATION_HARNESS_FUSED_BACKWARD`` (``set_fused_backward(None)`` returns to the variable):
 
-* ``auto`` (default): fuse float32 gradients of at least ``FUSED_MIN_ELEMENTS`` elements (N·D ≥ 2²¹, e.g.
+* ``auto`` (default): compile float32 gradients of at least ``FUSED_MIN_ELEMENTS`` elements (N·D ≥ 2²¹, e.g.
   N = 65536 tokens of D = 32). Below it the eager form takes about a millisecond or less on a CPU core, and
   every CPU setting of the suites stays below it (tests/test_fused_backward.py), so their results never
-  depend on a compiler. If the C kernel cannot be built, one warning is printed and torch.compile is used;
-  if compiling fails too (no C++ compiler, no Triton), one warning and the eager form from then on.
-* ``on``: fuse every call, any size and dtype (the C kernel where it applies); a build failure is raised.
-* ``compiled``: fuse every call with torch.compile only, never the C kernel (for comparison and debugging).
+  depend on a compiler. If compiling fails (no C++ compiler, no Triton), one warning and the eager form from
+  then on.
+* ``on``: compile every call, any size and dtype; a compile failure is raised. ``compiled`` is accepted as
+  another name for ``on`` (the name of the torch.compile-only mode when there was a second fused form).
 * ``off``: never fuse.
 
 The first compiled call of each variant compiles (seconds; torch caches the result on disk for later
-processes), as does the C kernel's first use (under a second; cached likewise). Shapes are dynamic, so a
-new N or D does not recompile.
+processes). Shapes are dynamic, so a new N or D does not recompile.
 """
 from __future__ import annotations
 
@@ -36,34 +29,33 @@ import warnings
 
 import torch
 
-from . import native_kernel
-
 ENV = "ROTATION_HARNESS_FUSED_BACKWARD"
-MODES = ("auto", "on", "compiled", "off")
+MODES = ("auto", "on", "off")
+#: Other names accepted for a mode.
+ALIASES = {"compiled": "on"}
 #: In "auto", gradients with fewer elements than this stay eager.
 FUSED_MIN_ELEMENTS = 1 << 21
 
 _override: str | None = None
 _compile_failure: str | None = None
-_kernel_failure: str | None = None
 
 
 def _validated(mode: str, where: str) -> str:
     normalized = mode.strip().lower()
+    normalized = ALIASES.get(normalized, normalized)
     if normalized not in MODES:
         raise ValueError(f"{where}: {mode!r} is not a fused-backward mode; use one of {', '.join(MODES)}")
     return normalized
 
 
 def set_fused_backward(mode: str | None) -> None:
-    """Choose the mode for this process (auto, on, compiled, off); None returns to $ROTATION_HARNESS_FUSED_BACKWARD.
+    """Choose the mode for this process (auto, on, off); None returns to $ROTATION_HARNESS_FUSED_BACKWARD.
 
-    Also forgets earlier failures, so "auto" tries to compile again (and warns again if the C kernel did not
-    build: a failed build is not retried within a process, estimators/native_kernel.py).
+    Also forgets an earlier compile failure, so "auto" tries to compile again.
     """
-    global _override, _compile_failure, _kernel_failure
+    global _override, _compile_failure
     _override = None if mode is None else _validated(mode, "set_fused_backward")
-    _compile_failure = _kernel_failure = None
+    _compile_failure = None
 
 
 def fused_backward_mode() -> str:
@@ -78,13 +70,8 @@ def compile_failure() -> str | None:
     return _compile_failure
 
 
-def kernel_failure() -> str | None:
-    """Why the C kernel could not be built in this process ("auto" then uses torch.compile), or None."""
-    return _kernel_failure
-
-
 def _fuses(mode: str, g: torch.Tensor) -> bool:
-    if mode in ("on", "compiled"):
+    if mode == "on":
         return True
     return (mode == "auto" and _compile_failure is None and g.dtype == torch.float32
             and g.numel() >= FUSED_MIN_ELEMENTS)
@@ -110,39 +97,16 @@ def _compiled(plain, static: tuple):
     return torch.compile(variant, dynamic=True)
 
 
-def _native_result(native, g, e, q, mode, static):
-    """`native(g, e, q, **static)`, or None where the C kernel does not apply or (in "auto") cannot be built."""
-    global _kernel_failure
-    if native is None or mode == "compiled" or not native_kernel.applies(g, e, q):
-        return None
-    if mode == "auto" and _kernel_failure is not None:
-        return None  # warned once already; "on" raises instead
-    try:
-        return native(g, e, q, **static)
-    except native_kernel.KernelBuildError as error:
-        if mode == "on":
-            raise RuntimeError(f"fused backward ({ENV}=on) could not build its C kernel: {error}. Install a C "
-                               f"compiler (or set $CC), or set {ENV}=compiled (torch.compile only).") from error
-        _kernel_failure = str(error)
-        warnings.warn(f"the C kernel of the fused backward could not be built ({error}); using torch.compile "
-                      f"(set {ENV}=compiled to skip the attempt)", RuntimeWarning, stacklevel=3)
-        return None
+def dispatch(plain, eager, g, e, q, **static):
+    """The backward in the form the mode picks: compiled `plain` or `eager` (both `(g, e, q, **static)`).
 
-
-def dispatch(plain, eager, g, e, q, native=None, **static):
-    """The backward in the form the mode picks: `native`, compiled `plain`, or `eager` (all `(g, e, q, **static)`).
-
-    `native` (optional) is the C kernel's form, used for float32 CPU tensors; `plain` uses only out-of-place
-    tensor ops (what torch.compile fuses best); `eager` is the same closed form written with in-place ops and
-    reused buffers, which is what runs fastest without a compiler.
+    `plain` uses only out-of-place tensor ops (what torch.compile fuses best); `eager` is the same closed form
+    written with in-place ops and reused buffers, which is what runs fastest without a compiler.
     """
     global _compile_failure
     mode = fused_backward_mode()
     if not _fuses(mode, g):
         return eager(g, e, q, **static)
-    result = _native_result(native, g, e, q, mode, static)
-    if result is not None:
-        return result
     try:
         return _compiled(plain, tuple(sorted(static.items())))(g, e, q)
     except Exception as error:  # compile errors surface at the first call, as any exception type

@@ -7,12 +7,11 @@ annealed 1.0 → 1/16 and a KL-to-uniform term is ramped 0 → 5e-4, both over t
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
-from .base import SamplingEstimator, at_least_float32, float32_arithmetic
+from .base import CodeSample, SamplingEstimator, at_least_float32, float32_arithmetic
 from .registry import register
 
 SCHEDULES = ("cosine", "linear", "constant")
@@ -28,16 +27,6 @@ def anneal(start: float, end: float, progress: float, schedule: str) -> float:
     if schedule == "constant":
         return end
     raise ValueError(f"unknown schedule {schedule!r}; valid: {', '.join(SCHEDULES)}")
-
-
-@dataclass
-class CodeSample:
-    """What a sampling estimator hands the quantizer."""
-
-    decoder_input: torch.Tensor  # (N, D)
-    indices: torch.Tensor  # (N,)
-    aux_loss: torch.Tensor  # weighted KL-to-uniform, scalar
-    temperature: float
 
 
 @register("gumbel")

@@ -57,7 +57,7 @@ class RotationGamma(TransportEstimator):
 
 @register("rotation_radial_removed")
 class RotationRadialRemoved(TransportEstimator):
-    """The authors' VQGAN/ViT-VQGAN variant: q_tilde = ‖q‖·sg(R)·ê with ê not detached (NOTES §2).
+    """The authors' VQGAN/ViT-VQGAN variant: q_tilde = ‖q‖·sg(R)·ê with ê not detached (the authors' public VQGAN code).
 
     Its gradient λ(I − êêᵀ)Rᵀg has no component along e: the radial part is removed. Not the estimator
     of §4.2; offered under its own name as an ablation.

@@ -21,14 +21,13 @@ Two implementations of each closed form share the per-token scalar arithmetic (`
   fused multiply-adds. Only the output is a new (N, D) buffer: on the CPU a fresh large buffer costs page
   faults comparable to a full pass over memory, so none is allocated in between.
 * plain: the same with out-of-place ops, for torch.compile to fuse into one or two loops.
-The rotation family also has a C kernel (estimators/rotation_backward.c), one pass over memory for float32 on
-the CPU, that repeats `_rotation_coefficients` in C. estimators/fused.py decides which one runs.
+estimators/fused.py decides which one runs.
 """
 from __future__ import annotations
 
 import torch
 
-from . import fused, native_kernel
+from . import fused
 from .base import EPS
 
 #: Per-token dot products go through the CPU's batched-matmul kernel (one pass, no temporary) only when the
@@ -166,23 +165,13 @@ def _rotation_backward_plain(g, e, q, scale, radial_removed):
     return torch.where(valid, out, g), one_plus_cos
 
 
-def _rotation_backward_native(g, e, q, scale, radial_removed):
-    """(s·Rᵀg, 1 + cos) from the C kernel; 1 + cos is None when the kernel counted no near-opposite token."""
-    out, one_plus_cos, near_count = native_kernel.rotation_backward(g, e, q, scale, radial_removed, EPS,
-                                                                    NEAR_OPPOSITE)
-    return out, (one_plus_cos if near_count else None)
-
-
 def _recompute_near_opposite(out, one_plus_cos, g, e, q, scale, radial_removed):
     """`out` with the tokens whose 1 + cos is below NEAR_OPPOSITE recomputed from ê + q̂ (in place).
 
     1 + c from c loses about 1e-7/(1 + c) relative in float32 (1-3% gradient error at 1 + c = 1e-5), and so
     does a + b; ‖ê + q̂‖²/2 and (ê + q̂)ᵀg do not cancel. Such tokens are rare (q is e's nearest code), so only
-    they pay for the extra pass; checking for them costs one comparison over N scalars and a device sync
-    (`one_plus_cos` None: already checked, there are none).
+    they pay for the extra pass; checking for them costs one comparison over N scalars and a device sync.
     """
-    if one_plus_cos is None:
-        return out
     near = (one_plus_cos < NEAR_OPPOSITE).view(-1)
     if not bool(near.any()):
         return out
@@ -192,7 +181,7 @@ def _recompute_near_opposite(out, one_plus_cos, g, e, q, scale, radial_removed):
 
 
 def rotation_backward(g, e, q, scale: str = "norm_ratio", radial_removed: bool = False):
-    """s·Rᵀg for tokens (N, D), with s chosen by `scale` (A.9.2); fused (C kernel or torch.compile) per fused.py.
+    """s·Rᵀg for tokens (N, D), with s chosen by `scale` (A.9.2); eager or compiled per estimators/fused.py.
 
     scale: "norm_ratio" (λ = ‖q‖/‖e‖, the rotation trick), "one" (no rescaling, A.9) or
     "inverse_sq_distance" (γ = 1/(8‖q − e‖²), A.9.2; ‖q − e‖² is floored at EPS).
@@ -201,8 +190,7 @@ def rotation_backward(g, e, q, scale: str = "norm_ratio", radial_removed: bool =
     """
     if scale not in ("norm_ratio", "one", "inverse_sq_distance"):
         raise ValueError(f"unknown scale {scale!r}; valid: norm_ratio, one, inverse_sq_distance")
-    out, one_plus_cos = fused.dispatch(_rotation_backward_plain, _rotation_backward_eager, g, e, q,
-                                       native=_rotation_backward_native, scale=scale,
+    out, one_plus_cos = fused.dispatch(_rotation_backward_plain, _rotation_backward_eager, g, e, q, scale=scale,
                                        radial_removed=radial_removed)
     return _recompute_near_opposite(out, one_plus_cos, g, e, q, scale, radial_removed)
 

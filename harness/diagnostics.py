@@ -15,25 +15,17 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from models.code_search import within_cell_distance
 from models.quantizer import to_tokens
 
 STEP_FRACTION = 0.01
 
 
 def supports_diagnostics(model) -> bool:
-    """Autoencoder families with a deterministic estimator (a sampling estimator has no gradient at a fixed
-    evaluation-mode assignment to compare)."""
+    """Autoencoder families whose estimator has a gradient at a given code (one that chooses its codes from
+    logits has no gradient at a fixed evaluation-mode assignment to compare)."""
     return (all(hasattr(model, name) for name in ("encode", "decode", "quantizer", "reconstruction_loss"))
-            and model.quantizer.estimator.kind != "sampling")
-
-
-def within_cell_distance(tokens: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
-    """Mean pairwise distance among tokens (N, D) that share a code; NaN if no code has two tokens."""
-    same = indices[:, None] == indices[None, :]
-    same.fill_diagonal_(False)
-    if not bool(same.any()):
-        return torch.tensor(float("nan"))
-    return torch.cdist(tokens, tokens)[same].mean()
+            and not model.quantizer.estimator.chooses_codes)
 
 
 def gradient_diagnostics(model, x: torch.Tensor) -> dict[str, float]:

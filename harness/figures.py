@@ -1,10 +1,11 @@
-"""Paper figures drawn from a suite's results (the synthetic problems of models/synthetic.py).
+"""Paper figures drawn from a suite's results (the synthetic problems of models/synthetic/).
 
 ``FIGURES[name](suite_dir, df)`` draws figure `name` from the suite's results folder and its results table
 (`store.load_results(suite_dir)`), writes PNG and PDF (and, for some, a small table) into `suite_dir`, and
 returns the written paths; it returns [] when the suite has no finished run of the figure's family. A suite
 asks for figures with ``report: {figures: [name, ...]}``. Each run's drawing data is its
-``runs/<run_id>/artifacts.json`` (the family's ``artifacts()``).
+``runs/<run_id>/artifacts.json`` (the family's ``artifacts()``), read back as the problem's typed artifacts
+(``HimmelblauArtifacts``, ``ShiftCosineArtifacts``, ``GradientFieldArtifacts``, ``PushPullArtifacts``).
 
 * ``himmelblau_panels`` (A.2, Figure 8): rows = estimators, columns = snapshot steps; contours of Himmelblau's
   function (blue low, red high), codebook (orange circles), initial points (green), updated points (blue);
@@ -26,6 +27,10 @@ from typing import Callable
 
 import numpy as np
 import pandas as pd
+
+from models.synthetic import (GradientFieldArtifacts, HimmelblauArtifacts, PushPullArtifacts, ShiftCosineArtifacts,
+                              himmelblau)
+from models.synthetic.push_pull import DIRECTIONS
 
 from . import store
 
@@ -54,16 +59,19 @@ def estimator_order(names) -> list[str]:
     return [n for n in LEADING if n in names] + sorted(n for n in names if n not in LEADING)
 
 
-def runs_of(suite_dir: Path, df: pd.DataFrame, family: str) -> list[tuple[pd.Series, dict]]:
-    """(results row, artifacts) of every finished run of `family` that wrote artifacts.json."""
+def runs_of(suite_dir: Path, df: pd.DataFrame, kind) -> list[tuple[pd.Series, object]]:
+    """(results row, artifacts of type `kind`) of every finished run of the family `kind.problem` whose
+    artifacts.json `kind` describes."""
     if df.empty or "config.model.family" not in df.columns:
         return []
-    rows = df[(df["status"] == store.FINISHED) & (df["config.model.family"] == family)]
+    rows = df[(df["status"] == store.FINISHED) & (df["config.model.family"] == kind.problem)]
     out = []
     for _, row in rows.iterrows():
         path = Path(suite_dir) / "runs" / row["run_id"] / store.ARTIFACTS
         if path.exists():
-            out.append((row, json.loads(path.read_text())))
+            data = json.loads(path.read_text())
+            if kind.describes(data):
+                out.append((row, kind.from_json(data)))
     return out
 
 
@@ -137,19 +145,14 @@ def _on_grid(positions: np.ndarray, values: np.ndarray):
 
 # -- A.2, Figure 8 ---------------------------------------------------------------------------------------
 
-def _himmelblau(x, y):
-    return (x * x + y - 11.0) ** 2 + (x + y * y - 7.0) ** 2
-
-
 def himmelblau_table(runs) -> pd.DataFrame:
     """Distortion and mean objective per estimator and snapshot step, mean ± std over seeds."""
     rows = []
     for row, art in runs:
-        stages = [("initial", 0, art["initial"])] + [("snapshot", s["step"], s) for s in art["snapshots"]]
-        for stage, step, values in stages:
+        for step, state in [(0, art.initial)] + [(s.step, s) for s in art.snapshots]:
             rows.append({"estimator": _estimator(row), "seed": _seed(row), "step": step,
-                         "distortion": values["distortion"], "objective_codes": values["objective_codes"],
-                         "objective_points": values["objective_points"], "usage": values["usage"]})
+                         "distortion": state.distortion, "objective_codes": state.objective_codes,
+                         "objective_points": state.objective_points, "usage": state.usage})
     long = pd.DataFrame(rows)
     if long.empty:
         return long
@@ -183,7 +186,7 @@ def _markdown(table: pd.DataFrame) -> str:
 
 def himmelblau_panels(suite_dir: Path, df: pd.DataFrame) -> list[Path]:
     """Figure 8: rows = estimators, columns = snapshot steps (the first seed of each configuration)."""
-    runs = runs_of(suite_dir, df, "himmelblau")
+    runs = runs_of(suite_dir, df, HimmelblauArtifacts)
     if not runs:
         return []
     plt = _pyplot()
@@ -194,20 +197,20 @@ def himmelblau_panels(suite_dir: Path, df: pd.DataFrame) -> list[Path]:
         seed = min(_seed(row) for row, _ in group)
         chosen = {_estimator(row): art for row, art in group if _seed(row) == seed}
         names = estimator_order(chosen)
-        steps = sorted({s["step"] for art in chosen.values() for s in art["snapshots"]})
+        steps = sorted({s.step for art in chosen.values() for s in art.snapshots})
         if not steps:
             continue
-        limit = 1.2 * max(art["init_range"] for art in chosen.values())
+        limit = 1.2 * max(art.init_range for art in chosen.values())
         grid = np.linspace(-limit, limit, 241)
         gx, gy = np.meshgrid(grid, grid)
-        surface = np.log1p(_himmelblau(gx, gy))
+        surface = np.log1p(himmelblau(np.stack([gx, gy], -1)))
         fig, axes = plt.subplots(len(names), len(steps), figsize=(3.3 * len(steps), 3.3 * len(names)),
                                  squeeze=False)
         for r, name in enumerate(names):
             art = chosen[name]
-            initial = np.asarray(art["initial_points"])
-            by_step = {s["step"]: s for s in art["snapshots"]}
-            minima = np.asarray(art["minima"])
+            initial = np.asarray(art.initial.points)
+            by_step = {s.step: s for s in art.snapshots}
+            minima = np.asarray(art.minima)
             for c, step in enumerate(steps):
                 ax = axes[r][c]
                 ax.contour(gx, gy, surface, levels=18, cmap="coolwarm", linewidths=0.7, zorder=0)
@@ -215,12 +218,12 @@ def himmelblau_panels(suite_dir: Path, df: pd.DataFrame) -> list[Path]:
                            label="initial points")
                 snap = by_step.get(step)
                 if snap is not None:
-                    points, codebook = np.asarray(snap["points"]), np.asarray(snap["codebook"])
+                    points, codebook = np.asarray(snap.points), np.asarray(snap.codebook)
                     ax.scatter(points[:, 0], points[:, 1], s=5, c="tab:blue", lw=0, zorder=3, label="updated points")
                     ax.scatter(codebook[:, 0], codebook[:, 1], s=50, facecolors="none", edgecolors=ORANGE,
                                linewidths=1.6, zorder=4, label="codebook")
-                    ax.set_title(f"{name}, {step} updates\ndistortion {snap['distortion']:.3f}, "
-                                 f"mean f(q) {snap['objective_codes']:.2f}", fontsize=8)
+                    ax.set_title(f"{name}, {step} updates\ndistortion {snap.distortion:.3f}, "
+                                 f"mean f(q) {snap.objective_codes:.2f}", fontsize=8)
                 ax.scatter(minima[:, 0], minima[:, 1], marker="+", c="k", s=40, lw=0.8, zorder=5, label="minima")
                 ax.set_xlim(-limit, limit)
                 ax.set_ylim(-limit, limit)
@@ -243,32 +246,32 @@ def himmelblau_panels(suite_dir: Path, df: pd.DataFrame) -> list[Path]:
 
 # -- A.4, Figures 4 and 10 -------------------------------------------------------------------------------
 
-def _draw_update(ax, art: dict) -> None:
+def _draw_update(ax, art: ShiftCosineArtifacts) -> None:
     """Figure 4 / 10: codes with their update (red), points (green) and the points after the update (blue)."""
-    codes, points = np.asarray(art["codes"]), np.asarray(art["points"])
-    after = points + np.asarray(art["estimator_updates"])
-    code_steps = np.asarray(art["code_updates"])
+    codes, points = np.asarray(art.codes), np.asarray(art.points)
+    after = points + np.asarray(art.estimator_updates)
+    code_steps = np.asarray(art.code_updates)
     ax.scatter(points[:, 0], points[:, 1], s=8, c="tab:green", lw=0, label="points")
     ax.scatter(after[:, 0], after[:, 1], s=8, c="tab:blue", lw=0, label="after the update")
     ax.scatter(codes[:, 0], codes[:, 1], s=60, c=ORANGE, edgecolors="k", linewidths=0.6, zorder=4, label="codes")
     ax.quiver(codes[:, 0], codes[:, 1], code_steps[:, 0], code_steps[:, 1], color="red", angles="xy",
               scale_units="xy", scale=1, width=0.012, zorder=5)
-    centre = art["shift"]
+    centre = art.shift
     ax.set_xlim(centre - 1.7, centre + 1.7)
     ax.set_ylim(centre - 1.7, centre + 1.7)
     ax.set_aspect("equal")
-    ax.set_title(f"{art['estimator']}, shift {centre:g}\nmean cos to STE {art['update_cosine_ste']:.4f}", fontsize=8)
+    ax.set_title(f"{art.estimator}, shift {centre:g}\nmean cos to STE {art.update_cosine_ste:.4f}", fontsize=8)
     ax.tick_params(labelsize=7)
 
 
 def shift_cosine(suite_dir: Path, df: pd.DataFrame) -> list[Path]:
     """A.4: mean cosine (and norm ratio) between each estimator's update and the STE's against the shift."""
-    runs = runs_of(suite_dir, df, "points_shift")
+    runs = runs_of(suite_dir, df, ShiftCosineArtifacts)
     if not runs:
         return []
     plt = _pyplot()
     rows = pd.DataFrame([{"estimator": _estimator(row), "shift": float(row["config.model.shift"]),
-                          "cosine": art["update_cosine_ste"], "norm_ratio": art["update_norm_ratio"]}
+                          "cosine": art.update_cosine_ste, "norm_ratio": art.update_norm_ratio}
                          for row, art in runs])
     names = estimator_order(rows["estimator"])
     featured = next((n for n in names if n == "rotation"), next((n for n in names if n != "ste"), names[0]))
@@ -306,13 +309,13 @@ def shift_cosine(suite_dir: Path, df: pd.DataFrame) -> list[Path]:
 
 def gradient_fields(suite_dir: Path, df: pd.DataFrame) -> list[Path]:
     """Figure 2: rows = functions, columns = exact ∇f(e) and each estimator's field (direction; colour = log10 ‖·‖)."""
-    runs = [(row, art) for row, art in runs_of(suite_dir, df, "toy2d_field") if art.get("figure") == "field"]
+    runs = runs_of(suite_dir, df, GradientFieldArtifacts)
     if not runs:
         return []
     plt = _pyplot()
     by_function: dict[str, dict[str, dict]] = {}
     for row, art in sorted(runs, key=lambda item: _seed(item[0])):
-        by_function.setdefault(art["function"], {}).setdefault(_estimator(row), art)
+        by_function.setdefault(art.function, {}).setdefault(_estimator(row), art)
     functions = [f for f in ("quadratic", "log_tanh") if f in by_function] + sorted(
         f for f in by_function if f not in ("quadratic", "log_tanh"))
     names = estimator_order(n for f in functions for n in by_function[f])
@@ -322,9 +325,9 @@ def gradient_fields(suite_dir: Path, df: pd.DataFrame) -> list[Path]:
     for r, function in enumerate(functions):
         arts = by_function[function]
         any_art = next(iter(arts.values()))
-        positions, codes = np.asarray(any_art["positions"]), np.asarray(any_art["codes"])
-        fields = {"exact": np.asarray(any_art["exact_field"])}
-        fields.update({name: np.asarray(art["estimator_field"]) for name, art in arts.items()})
+        positions, codes = np.asarray(any_art.positions), np.asarray(any_art.codes)
+        fields = {"exact": np.asarray(any_art.exact_field)}
+        fields.update({name: np.asarray(art.estimator_field) for name, art in arts.items()})
         keep, spacing = _thinned(positions, MAX_ARROWS)
         magnitudes = np.concatenate([np.linalg.norm(v, axis=1) for v in fields.values()])
         logs = np.log10(np.clip(magnitudes, 1e-6, None))
@@ -343,12 +346,12 @@ def gradient_fields(suite_dir: Path, df: pd.DataFrame) -> list[Path]:
                 extra = "\n∇f(e)"
                 if column != "exact":
                     art = arts[column]
-                    extra = (f"\ncos to exact {art['field_cosine_exact']:.3f}, "
-                             f"cell spread {art['field_within_cell_spread']:.3f}")
+                    extra = (f"\ncos to exact {art.field_cosine_exact:.3f}, "
+                             f"cell spread {art.field_within_cell_spread:.3f}")
                 ax.set_title(f"{FUNCTION_LABELS.get(function, function)}: {column}{extra}", fontsize=7)
             else:
                 ax.set_title(f"{FUNCTION_LABELS.get(function, function)}: {column} (no run)", fontsize=8)
-            extent = any_art["extent"]
+            extent = any_art.extent
             ax.set_xlim(-extent, extent)
             ax.set_ylim(-extent, extent)
             ax.set_aspect("equal")
@@ -362,7 +365,7 @@ def gradient_fields(suite_dir: Path, df: pd.DataFrame) -> list[Path]:
 
 def push_pull(suite_dir: Path, df: pd.DataFrame) -> list[Path]:
     """Figures 4-5: change of ‖e − q‖ after one step, rows = estimators, columns = code step along / against q."""
-    runs = [(row, art) for row, art in runs_of(suite_dir, df, "toy2d_field") if art.get("figure") == "push_pull"]
+    runs = runs_of(suite_dir, df, PushPullArtifacts)
     if not runs:
         return []
     plt = _pyplot()
@@ -372,19 +375,18 @@ def push_pull(suite_dir: Path, df: pd.DataFrame) -> list[Path]:
     for row, art in sorted(runs, key=lambda item: _seed(item[0])):
         chosen.setdefault(_estimator(row), art)
     names = estimator_order(chosen)
-    directions = ("along", "against")
-    values = np.concatenate([np.asarray(chosen[n][f"{d}_change"]) / chosen[n]["step_size"]
-                             for n in names for d in directions])
+    directions = DIRECTIONS
+    values = np.concatenate([np.asarray(chosen[n].change(d)) / chosen[n].step_size for n in names for d in directions])
     limit = float(np.percentile(np.abs(values), 95)) or 1.0
     cmap = LinearSegmentedColormap.from_list("push_pull", [GREEN, IVORY, BLUE])
     norm = TwoSlopeNorm(vcenter=0.0, vmin=-limit, vmax=limit)
     fig, axes = plt.subplots(len(names), 2, figsize=(8.2, 3.7 * len(names)), squeeze=False)
     for r, name in enumerate(names):
         art = chosen[name]
-        positions, codes = np.asarray(art["positions"]), np.asarray(art["codes"])
+        positions, codes = np.asarray(art.positions), np.asarray(art.codes)
         for c, direction in enumerate(directions):
             ax = axes[r][c]
-            xs, ys, grid = _on_grid(positions, np.asarray(art[f"{direction}_change"]) / art["step_size"])
+            xs, ys, grid = _on_grid(positions, np.asarray(art.change(direction)) / art.step_size)
             mesh = ax.pcolormesh(xs, ys, grid, cmap=cmap, norm=norm, shading="nearest", zorder=0)
             _draw_cells(ax, codes)
             sign = 1.0 if direction == "along" else -1.0
@@ -394,8 +396,8 @@ def push_pull(suite_dir: Path, df: pd.DataFrame) -> list[Path]:
             ax.quiver(codes[:, 0], codes[:, 1], unit[:, 0], unit[:, 1], color="red", angles="xy",
                       scale_units="xy", scale=1.0 / (0.35 * cell), width=0.01, zorder=5)
             ax.set_title(f"{name}: code steps {direction} q\nmean change: wide angle "
-                         f"{art[f'distance_change_{direction}_wide']:+.3f}, narrow "
-                         f"{art[f'distance_change_{direction}_narrow']:+.3f}", fontsize=7)
+                         f"{art.mean_change(direction, 'wide'):+.3f}, narrow "
+                         f"{art.mean_change(direction, 'narrow'):+.3f}", fontsize=7)
             ax.set_xlim(xs[0] - (xs[1] - xs[0]) / 2, xs[-1] + (xs[1] - xs[0]) / 2)
             ax.set_ylim(ys[0] - (ys[1] - ys[0]) / 2, ys[-1] + (ys[1] - ys[0]) / 2)
             ax.set_aspect("equal")

@@ -1,108 +1,21 @@
 """Every number the paper reports in Tables 1-7, as data, under the harness's own metric names.
 
 "Restructuring Vector Quantization with the Rotation Trick" (Fifty et al., ICLR 2025). The values are
-restated from the paper (typed in from /work/shared/paper/NOTES.md §5 and the paper's tables); nothing here
-is computed. `report.py` prints them beside our numbers, marked "(paper)", and checks whether our numbers
-agree in direction with the paper's.
+restated from the paper's Tables 1-7 and appendix A.7-A.9; nothing here is computed. The report
+(harness/report/) prints them beside our numbers, marked "(paper)", and derives from them the claims it
+checks ours against (harness/report/verdicts.py). What each metric measures, its header and its better
+direction are in the report's metrics registry (harness/report/metrics.py).
 
 Layout:
-- `METRICS`: the harness metric each paper column maps to, its better direction and how the two definitions
-  differ.
-- `TABLES[table_id]`: title, family, the columns in the paper's order, the settings (blocks of the table) in
-  the paper's order, the rows (one per setting × approach; approach = the harness estimator name), the
-  approach the paper proposes and the paper's own claim in words.
+- `TABLES[table_id]`: title, family, the columns (harness metric names) in the paper's order, the settings
+  (blocks of the table) in the paper's order, the rows (one per setting × approach; approach = the harness
+  estimator name), the approach the paper proposes, the table's baseline and the paper's own claim in words.
 - `SECTIONS[section_id]`: appendix analyses without a table (A.7, A.8, A.9.2): the paper's statement and,
   where it gives one, a ratio.
-- `claims(table_id)`: the per-setting, per-metric directions the paper's numbers show (proposed approach vs
-  each other approach), which the report checks ours against.
 
 A value of None is the paper's "—" (not reported). Usage values are fractions (0.97 for the paper's 97%).
 """
 from __future__ import annotations
-
-#: Better direction of each metric the tables use: "up" (higher is better) or "down".
-BETTER = {
-    "train_usage_batch": "up",
-    "val_usage": "up",
-    "train_rec_loss": "down",
-    "train_quant_error": "down",
-    "val_rec_loss": "down",
-    "val_loss": "down",
-    "val_psnr": "up",
-    "r_fid": "down",
-    "r_is": "up",
-    "r_fvd": "down",
-    "grad_cosine_exact": "up",
-}
-
-#: Paper column → harness metric, with the header the report prints and how the definitions differ.
-METRICS = {
-    "train_usage_batch": {
-        "paper_column": "Codebook Usage",
-        "header": "Usage (%)",
-        "definition": (
-            "harness: fraction of the K codes used in each training batch, averaged over the last "
-            "`usage_window` logged steps (the paper's text: 'the percentage of codebook vectors that are used "
-            "in each batch'). The authors' code instead counts the unique indices over a validation window of "
-            "256 images, divided by K, averaged. Same name, different windows: a batch (harness) vs 256 "
-            "validation images (authors' code); the numbers are comparable in direction, not in size."),
-    },
-    "train_rec_loss": {
-        "paper_column": "Train Rec. Loss / Train Loss",
-        "header": "Train rec.",
-        "definition": (
-            "harness: the reconstruction objective on training batches, averaged over the last "
-            "`usage_window` logged steps: MSE on images in [-1, 1] for the VQ-VAE (the paper: MSE on "
-            "CLIP-normalised images), the generator's reconstruction objective L_rec (pixel + perceptual terms) "
-            "for the GAN families (ViT-VQGAN, TimeSformer-VQGAN)."),
-    },
-    "train_quant_error": {
-        "paper_column": "Quantization Error",
-        "header": "Quant. err.",
-        "definition": (
-            "per-element mean of (e − q)² on training batches, F.mse_loss(q, e), as the authors log it "
-            "(the paper writes ‖e − q‖²); averaged over the last `usage_window` logged steps."),
-    },
-    "val_rec_loss": {
-        "paper_column": "Validation Rec. Loss",
-        "header": "Val rec.",
-        "definition": "reconstruction MSE on the validation set (images in [-1, 1]; the paper: CLIP-normalised).",
-    },
-    "val_loss": {
-        "paper_column": "Valid Loss",
-        "header": "Val loss",
-        "definition": (
-            "GAN families: the generator's reconstruction objective L_rec (pixel + perceptual terms) on the "
-            "validation set, the quantity taming-transformers logs as val/rec_loss, which is what the paper's "
-            "VQGAN / ViT-VQGAN / TimeSformer 'Valid Loss' columns report. (val_rec_loss stays the plain MSE.)"),
-    },
-    "r_fid": {
-        "paper_column": "r-FID",
-        "header": "r-FID",
-        "definition": "FID between validation images and their reconstructions (torch-fidelity, offline weights).",
-    },
-    "r_is": {
-        "paper_column": "r-IS",
-        "header": "r-IS",
-        "definition": "Inception score of the validation reconstructions (torch-fidelity, offline weights).",
-    },
-    "r_fvd": {
-        "paper_column": "r-FVD",
-        "header": "r-FVD",
-        "definition": "FVD between validation clips and their reconstructions (TorchScript I3D, offline weights).",
-    },
-}
-
-#: How the paper names each approach (harness estimator name → the paper's row label).
-PAPER_APPROACH_NAMES = {
-    "ste": "STE (VQ-VAE / VQGAN baseline)",
-    "rotation": "w/ Rotation Trick (λRe)",
-    "gumbel": "Gumbel",
-    "hessian": "w/ Hessian Approx.",
-    "exact": "w/ Exact Gradients",
-    "rotation_unscaled": "Re + sg(q − Re)",
-    "reflection": "reflection (A.8)",
-}
 
 _T1 = ["train_usage_batch", "train_rec_loss", "train_quant_error", "val_rec_loss", "r_fid", "r_is"]
 _T2 = ["train_usage_batch", "train_quant_error", "val_loss", "r_fid", "r_is"]
@@ -348,38 +261,3 @@ def value(table_id: str, setting: str, approach: str, metric: str, kind: str = "
         if row["kind"] == kind:
             return row["values"].get(metric)
     return None
-
-
-def direction(a: float, b: float, better: str) -> str:
-    """'better', 'worse' or 'tie': how `a` compares with `b` when `better` is 'up' or 'down'."""
-    if a == b:
-        return "tie"
-    return "better" if (a > b) == (better == "up") else "worse"
-
-
-def claims(table_id: str) -> list[dict]:
-    """What the paper's numbers say, per setting and metric: the proposed approach vs each other approach.
-
-    Each claim: {table, setting, metric, approach, baseline, paper_approach, paper_baseline, direction} with
-    direction 'better' / 'worse' / 'tie' for `approach` relative to `baseline` in the metric's better
-    direction. Only the paper's own runs count (kind 'run'); metrics with '—' on either side are skipped.
-    """
-    table = TABLES[table_id]
-    proposed = table["proposed"]
-    out = []
-    for setting in table["settings"]:
-        mine = [r for r in rows(table_id, setting, proposed) if r["kind"] == "run"]
-        if not mine:
-            continue
-        others = [r for r in rows(table_id, setting) if r["kind"] == "run" and r["approach"] != proposed]
-        # the table's baseline first, then the others in the paper's order
-        others.sort(key=lambda r: r["approach"] != table["baseline"])
-        for other in others:
-            for metric in table["columns"]:
-                a, b = mine[0]["values"].get(metric), other["values"].get(metric)
-                if a is None or b is None:
-                    continue
-                out.append({"table": table_id, "setting": setting, "metric": metric, "approach": proposed,
-                            "baseline": other["approach"], "paper_approach": a, "paper_baseline": b,
-                            "direction": direction(a, b, BETTER[metric])})
-    return out

@@ -1,4 +1,4 @@
-"""What a model family is (DESIGN.md "Model families"): it builds itself from a params dataclass and an
+"""What a model family is: it builds itself from a params dataclass and an
 estimator, owns its objective and optimisers, and evaluates itself. The harness's training loop only calls
 `configure_optimizers`, `training_step`, `set_progress` and `evaluate`, so families with a discriminator
 (VQGAN) or without a network at all (synthetic problems) need no special case in the harness.
@@ -46,7 +46,7 @@ class QuantizerParams:
 
 @dataclass
 class TrainingDefaults:
-    """Optimiser settings a preset may state (NOTES.md §4); the suite can override each."""
+    """Optimiser settings a preset may state (paper Tables 8-11); the suite can override each."""
 
     lr: float = 1e-4
     weight_decay: float = 0.0
@@ -143,7 +143,7 @@ class VQAutoencoder(ModelFamily):
         return F.mse_loss(x_hat.float(), x.float())
 
     def validation_losses(self, x: torch.Tensor, x_hat: torch.Tensor) -> dict[str, float]:
-        """Per-batch validation losses; val_rec_loss is the MSE (NOTES.md §3) whatever the objective."""
+        """Per-batch validation losses; val_rec_loss is the MSE (paper §5.1's reconstruction loss) whatever the objective."""
         return {"val_rec_loss": float(F.mse_loss(x_hat.float(), x.float()))}
 
     def forward(self, x: torch.Tensor):

@@ -1,4 +1,4 @@
-"""Nearest-code search as a chunked matrix product (DESIGN.md "Quantizer").
+"""Nearest-code search as a chunked matrix product, and the spread of the codes' cells (`within_cell_distance`).
 
 Euclidean: argmin_k ‖C_k‖² − 2 eᵀC_k (the ‖e‖² term is the same for every k). Cosine: argmax_k eᵀC_k on
 l2-normalised inputs. Rows are processed in chunks so the score matrix never exceeds `budget` elements and
@@ -77,3 +77,15 @@ def nearest_code(e: torch.Tensor, codebook: torch.Tensor, lookup: str = "euclide
             torch.mm(chunk, codes_t, out=block)
             torch.argmax(block, dim=-1, out=out[start : start + rows])
     return out
+
+
+def within_cell_distance(tokens: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
+    """Mean pairwise distance among tokens (N, D) that share a code; NaN if no code has two tokens.
+
+    Its change after one update measures push and pull within Voronoi cells (paper §4.3, Figure 5).
+    """
+    same = indices[:, None] == indices[None, :]
+    same.fill_diagonal_(False)
+    if not bool(same.any()):
+        return torch.tensor(float("nan"))
+    return torch.cdist(tokens, tokens)[same].mean()

@@ -22,10 +22,13 @@ torchvision's vgg16-397923af.pth (torchvision.models.VGG16_Weights.IMAGENET1K_V1
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 
 import torch
 import torch.nn as nn
+
+logger = logging.getLogger(__name__)
 
 WEIGHTS_ENV = "ROTATION_HARNESS_LPIPS_WEIGHTS"
 #: Index (in torchvision's vgg16 `features`) of the ReLU after conv1_2, conv2_2, conv3_3, conv4_3, conv5_3.
@@ -153,8 +156,9 @@ def main(argv=None) -> None:
     parser.add_argument("torchvision_vgg16_pth", help="torchvision's vgg16-397923af.pth (ImageNet VGG16)")
     parser.add_argument("out", help="where to write the combined state dict")
     args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
     convert_official(args.lpips_vgg_pth, args.torchvision_vgg16_pth, args.out)
-    print(f"wrote {args.out}; use it as perceptual_weights or ${WEIGHTS_ENV}")
+    logger.info("wrote %s; use it as perceptual_weights or $%s", args.out, WEIGHTS_ENV)
 
 
 if __name__ == "__main__":

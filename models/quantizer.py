@@ -1,21 +1,23 @@
-"""The vector quantizer shared by every model family (DESIGN.md "Quantizer", NOTES.md §2-§4).
+"""The vector quantizer shared by every model family (paper §3-§4; settings of Tables 8-11).
 
 Codebook (K, D) learned by EMA (decay; the paper uses 0.8 for VQ-VAEs) or by the codebook loss
 ‖sg(e) − q‖² (the authors' VQGANs); commitment β‖e − sg(q)‖²; euclidean or cosine lookup; optional
 factorised codes (project to a low dimension, then l2-normalise through the cosine lookup, as ViT-VQGAN).
 Inputs are tokens (N, D) or channel-first latents (B, D, ...), e.g. (B, D, H, W) or (B, D, T, H, W).
 
-How the decoder input is made depends on the estimator's kind (estimators/base.py):
+The estimator makes the decoder input (`Estimator.quantize`, estimators/base.py); the quantizer offers it the
+codebook, the nearest-code search and, for an estimator that chooses its codes itself, a logits head:
 * transport: decoder input = estimator.transport(e, q); no gradient reaches the codebook through it.
 * decoder_aware: decoder input has value q; the family's reconstruction loss is computed by the estimator
   through `QuantizerOutput.reconstruction_loss(loss_of)`, which runs the decoder as the estimator needs.
-* sampling: a linear head maps each token to K logits; the estimator samples the decoder input from the
-  codebook. The codebook then learns through the decoder (as in the Gumbel VQ-VAE), not by EMA, and there
-  is no commitment term.
+* sampling (`chooses_codes`): a linear head maps each token to K logits; the estimator samples the decoder
+  input from the codebook. The codebook then learns through the decoder (as in the Gumbel VQ-VAE), not by
+  EMA, and there is no commitment term.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Callable
 
 import torch
@@ -23,7 +25,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 import estimators
-from estimators.base import at_least_float32
+from estimators.base import CodeChoice, at_least_float32
 
 from .code_search import nearest_code
 
@@ -113,12 +115,12 @@ class VectorQuantizer(nn.Module):
         self.ema_decay = float(ema_decay)
         self.chunk_size = chunk_size
         self.progress = 0.0  # training progress in [0, 1], set by the trainer (sampling schedules)
-        sampling = self.estimator.kind == "sampling"
-        self.codebook_learning = "decoder" if sampling else codebook_learning
+        chooses_codes = self.estimator.chooses_codes  # from logits: the codebook learns through the decoder
+        self.codebook_learning = "decoder" if chooses_codes else codebook_learning
 
         self.project_in = nn.Linear(dim, self.code_dim) if factorized_dim else nn.Identity()
         self.project_out = nn.Linear(self.code_dim, dim) if factorized_dim else nn.Identity()
-        self.logits_head = nn.Linear(self.code_dim, self.num_codes) if sampling else None
+        self.logits_head = nn.Linear(self.code_dim, self.num_codes) if chooses_codes else None
 
         initial = torch.randn(self.num_codes, self.code_dim) * init_std
         if lookup == "cosine":
@@ -139,52 +141,51 @@ class VectorQuantizer(nn.Module):
     def forward(self, z: torch.Tensor) -> QuantizerOutput:
         tokens, restore = to_tokens(z)
         with torch.autocast(device_type=z.device.type, enabled=False):
-            e = self.project_in(at_least_float32(tokens))
-            if self.lookup == "cosine":
-                e = F.normalize(e, dim=-1)
+            e = self._lookup_space(tokens)
             codebook = self.codebook
-            if self.estimator.kind == "sampling":
-                return self._sampled(e, codebook, restore, z.dtype)
-            indices = nearest_code(e.detach(), codebook.detach(), self.lookup, self.chunk_size)
-            q = codebook[indices]
+
+        def decode_tokens(t: torch.Tensor) -> torch.Tensor:
+            return restore(self.project_out(t)).to(z.dtype)
+
+        choice = CodeChoice(codebook, partial(self._nearest, codebook=codebook.detach()),
+                            self._logits if self.logits_head is not None else None, self.progress, self.training)
+        quantized = self.estimator.quantize(e, choice, decode_tokens)
+        indices = quantized.indices
+        q = codebook[indices]  # gathered before the EMA update; in the graph when the codebook learns by loss
+        aux = self._codebook_terms(e, q, indices)
+        if quantized.aux_loss is not None:
+            aux = aux + quantized.aux_loss
+        layout_indices = restore(indices[:, None])[:, 0] if z.ndim > 2 else indices
+        return QuantizerOutput(quantized.decoder_input, layout_indices, aux, e, q.detach(), self.num_codes,
+                               quantized.reconstruction_loss)
+
+    def _lookup_space(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Tokens (N, D) → e (N, d) in the lookup space: projected (factorised codes), l2-normalised (cosine)."""
+        e = self.project_in(at_least_float32(tokens))
+        return F.normalize(e, dim=-1) if self.lookup == "cosine" else e
+
+    def _nearest(self, e: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(device_type=e.device.type, enabled=False):
+            return nearest_code(e, codebook, self.lookup, self.chunk_size)
+
+    def _logits(self, e: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(device_type=e.device.type, enabled=False):
+            return self.logits_head(e)
+
+    def _codebook_terms(self, e: torch.Tensor, q: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
+        """Commitment β‖e − sg(q)‖², plus the codebook loss ‖sg(e) − q‖² or the EMA update (in training).
+
+        A codebook learned through the decoder (sampling estimators) has neither: zero.
+        """
+        if self.codebook_learning == "decoder":
+            return e.new_zeros(())
+        with torch.autocast(device_type=e.device.type, enabled=False):
             aux = self.beta * F.mse_loss(e, q.detach())
             if self.codebook_learning == "loss":
                 aux = aux + F.mse_loss(q, e.detach())
             elif self.training:
                 self._ema_update(e.detach(), indices)
-            q = q.detach()
-
-        def decode_tokens(t: torch.Tensor) -> torch.Tensor:
-            return restore(self.project_out(t)).to(z.dtype)
-
-        if self.estimator.kind == "transport":
-            decoder_input = decode_tokens(self.estimator.transport(e, q))
-
-            def reconstruction(loss_of):
-                loss = loss_of(decoder_input)
-                return loss, loss
-
-        else:  # decoder_aware
-            decoder_input = decode_tokens(e + (q - e).detach())
-
-            def reconstruction(loss_of):
-                return self.estimator.decoder_loss(e, q, lambda t: loss_of(decode_tokens(t)))
-
-        return QuantizerOutput(decoder_input, restore(indices[:, None])[:, 0] if z.ndim > 2 else indices,
-                               aux, e, q, self.num_codes, reconstruction)
-
-    def _sampled(self, e, codebook, restore, dtype) -> QuantizerOutput:
-        sample = self.estimator.sample(self.logits_head(e), codebook, self.progress, self.training)
-        decoder_input = restore(self.project_out(sample.decoder_input)).to(dtype)
-        indices = sample.indices
-        q = codebook[indices].detach()
-
-        def reconstruction(loss_of):
-            loss = loss_of(decoder_input)
-            return loss, loss
-
-        layout_indices = restore(indices[:, None])[:, 0] if decoder_input.ndim > 2 else indices
-        return QuantizerOutput(decoder_input, layout_indices, sample.aux_loss, e, q, self.num_codes, reconstruction)
+        return aux
 
     @torch.no_grad()
     def _ema_update(self, e: torch.Tensor, indices: torch.Tensor) -> None:
@@ -203,7 +204,4 @@ class VectorQuantizer(nn.Module):
     def lookup_indices(self, z: torch.Tensor) -> torch.Tensor:
         """Code indices for latents z (no statistics, no update)."""
         tokens, _ = to_tokens(z)
-        e = self.project_in(at_least_float32(tokens))
-        if self.lookup == "cosine":
-            e = F.normalize(e, dim=-1)
-        return nearest_code(e, self.codebook, self.lookup, self.chunk_size)
+        return self._nearest(self._lookup_space(tokens), self.codebook)

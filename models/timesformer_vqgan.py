@@ -145,7 +145,7 @@ def _video_model(**overrides) -> dict:
     return model
 
 
-_NOT_IN_NOTES = ("Not in NOTES: temporal patch size 1 (the table gives the spatial patch only); the loss weights "
+_NOT_IN_PAPER = ("Not in the paper: temporal patch size 1 (the table gives the spatial patch only); the loss weights "
                  "(L2 1.0, no LPIPS on video, fixed adversarial weight 0.1 from step 0 with a per-frame PatchGAN, "
                  "codebook weight 1.0, β 0.25) follow the ViT-VQGAN setting; betas (0.9, 0.99); learned space and "
                  "time position embeddings as TimeSformer; batch size not stated (the harness default applies)")
@@ -163,15 +163,15 @@ PRESETS = {
     "paper_bair": {
         "model": _video_model(frames=16, resolution=64, patch_size=2, num_codes=1024),
         "training": {"lr": 1e-4, "weight_decay": 0.0, "betas": [0.9, 0.99]},
-        "source": "paper Table 5/11 (NOTES.md §4), BAIR 16×64×64×3: patch 2 (16×32×32 tokens), hidden 256, MLP 768, "
-                  "depth 8, 4 heads, codebook dim 32, K=1024, lr 1e-4. " + _NOT_IN_NOTES,
+        "source": "paper Table 5/11, BAIR 16×64×64×3: patch 2 (16×32×32 tokens), hidden 256, MLP 768, "
+                  "depth 8, 4 heads, codebook dim 32, K=1024, lr 1e-4. " + _NOT_IN_PAPER,
     },
     "paper_ucf101": {
         "model": _video_model(frames=16, resolution=128, patch_size=4, num_codes=2048),
         "training": {"lr": 4.5e-6, "weight_decay": 0.0, "betas": [0.9, 0.99]},
-        "source": "paper Table 11 (NOTES.md §4), UCF-101 16×128×128×3: patch 4 (16×32×32 tokens), hidden 256, MLP "
+        "source": "paper Table 11, UCF-101 16×128×128×3: patch 4 (16×32×32 tokens), hidden 256, MLP "
                   "768, depth 8, 4 heads, codebook dim 32, K=2048 (Table 5 says 1024; Table 11 and the authors' "
-                  "config say 2048), lr 4.5e-6. " + _NOT_IN_NOTES,
+                  "config say 2048), lr 4.5e-6. " + _NOT_IN_PAPER,
     },
 }
 

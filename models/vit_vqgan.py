@@ -112,10 +112,10 @@ PRESETS = {
                             perceptual_weight=0.1, disc_weight=0.1, disc_start=0, disc_layers=3,
                             disc_channels=64),
         "training": {"lr": 1e-4, "weight_decay": 1e-4, "betas": [0.9, 0.99], "batch_size": 32},
-        "source": "paper Table 4/10 (NOTES.md §4): 256² input, patch 8 (32×32 tokens), hidden 512, MLP 1024 (the "
+        "source": "paper Table 4/10: 256² input, patch 8 (32×32 tokens), hidden 512, MLP 1024 (the "
                   "authors' config says 2048), depth 8, 8 heads, codebook dim 32 (factorised, l2-normalised), "
                   "K=8192, codebook weight 1.0, log-Laplace 0, log-Gaussian 1.0, perceptual 0.1, adversarial 0.1 "
-                  "(fixed weight), batch 32, lr 1e-4, wd 1e-4. Not in NOTES: β 0.25 (as the authors' VQGANs), "
+                  "(fixed weight), batch 32, lr 1e-4, wd 1e-4. Not in the paper: β 0.25 (as the authors' VQGANs), "
                   "betas (0.9, 0.99) (ViT-VQGAN paper), disc_start 0, sin-cos position embedding, PatchGAN "
                   "discriminator instead of ViT-VQGAN's StyleGAN one",
     },

@@ -161,7 +161,7 @@ class AdversarialVQAutoencoder(VQAutoencoder):
         return self.generator_reconstruction(x, x_hat)
 
     def validation_losses(self, x: torch.Tensor, x_hat: torch.Tensor) -> dict[str, float]:
-        """val_rec_loss stays the MSE (NOTES.md §3); val_loss is the generator's L_rec (pixel + perceptual)."""
+        """val_rec_loss stays the MSE (paper §5.1's reconstruction loss); val_loss is the generator's L_rec (pixel + perceptual)."""
         return {**super().validation_losses(x, x_hat), "val_loss": float(self.generator_reconstruction(x, x_hat))}
 
     @property
@@ -269,7 +269,7 @@ def _paper(latent_hw: int, latent_dim: int, codes: int, channel_mult: list, attn
                   "adaptive_disc_weight": True, "disc_factor": 1.0, "disc_start": disc_start,
                   "disc_layers": disc_layers, "disc_channels": 64, "disc_norm": "batch", "gan_loss": "hinge"},
         "training": {**_PAPER_TRAINING, "batch_size": batch},
-        "source": f"paper Tables 2-3/9 (NOTES.md §4): latent {latent_hw}×{latent_hw}×{latent_dim}, K={codes}, "
+        "source": f"paper Tables 2-3/9: latent {latent_hw}×{latent_hw}×{latent_dim}, K={codes}, "
                   f"channel mult {channel_mult}, disc weight {disc_weight}, codebook weight 1.0, β 0.25, batch "
                   f"{batch}; {source}; {_TRAINING_NOTE}",
     }

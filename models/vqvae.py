@@ -26,8 +26,8 @@ def _table8(lookup: str, codes: int, latent_dim: int, channel_mult: list, lr: fl
                   "codebook_learning": "ema", "ema_decay": 0.8, "beta": 1.0},
         "training": {"lr": lr, "weight_decay": wd, "betas": [0.9, 0.99], "batch_size": 256, "epochs": epochs,
                      "warmup_steps": 3000, "schedule": "cosine"},
-        "source": "paper Table 8 (NOTES.md §4); latent 16×16×32 as in the authors' code" if latent_dim == 32
-        else "paper Table 8 (NOTES.md §4)",
+        "source": "paper Table 8; latent 16×16×32 as in the authors' code" if latent_dim == 32
+        else "paper Table 8",
     }
 
 

@@ -58,6 +58,40 @@ def test_transport_configs_cover_every_transport_estimator():
     }
 
 
+def test_each_kind_says_whether_it_chooses_codes_and_gives_its_loss_at_a_code():
+    """What the quantizer, the gradient diagnostics and the synthetic problems ask instead of the kind."""
+    for name in estimators.names():
+        est = estimators.get(name)
+        assert est.chooses_codes == (est.kind == "sampling"), name
+        assert isinstance(est, estimators.NearestCodeEstimator) != est.chooses_codes, name
+    q = torch.randn(6, 3)
+    e = (q + 0.1 * torch.randn(6, 3)).requires_grad_()
+    g = torch.randn(6, 3)
+    loss, reported = estimators.get("ste").loss_at_code(e, q, lambda z: (z * g).sum())
+    assert loss is reported and float(loss.detach()) == pytest.approx(float((q * g).sum()), rel=1e-6)
+    (grad,) = torch.autograd.grad(loss, e)
+    assert torch.equal(grad, g)
+    loss, reported = estimators.get("exact").loss_at_code(e, q, lambda z: (z * z).sum())
+    assert float(reported) == pytest.approx(float((q * q).sum()), rel=1e-6)
+    (grad,) = torch.autograd.grad(loss, e)
+    torch.testing.assert_close(grad, 2 * e.detach(), rtol=1e-4, atol=1e-5)  # the autoencoder gradient
+    with pytest.raises(TypeError, match="'gumbel' chooses its codes from logits.*transport or decoder_aware"):
+        estimators.get("gumbel").loss_at_code(e, q, lambda z: z.sum())
+
+
+def test_no_module_outside_estimators_branches_on_the_estimator_kind():
+    """Each kind brings its behaviour through its class (estimators/base.py); `kind` is a label."""
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    branching = re.compile(r"""estimator\.kind\s*[!=]=|kind\s*[!=]=\s*["'](transport|decoder_aware|sampling)["']""")
+    found = [f"{path.relative_to(root)}:{number}" for folder in ("models", "harness")
+             for path in sorted((root / folder).rglob("*.py"))
+             for number, line in enumerate(path.read_text().splitlines(), 1) if branching.search(line)]
+    assert found == []
+
+
 def test_registered_instances_carry_their_name():
     for name in estimators.names():
         est = estimators.get(name)
@@ -142,7 +176,7 @@ def test_invalid_parameter_values_raise_value_error(name, params):
 
 
 def degenerate_cases(dim: int, dtype=torch.float64, tokens: int = 3):
-    """(label, e, q) at the degenerate points of NOTES.md §2 ("numerical hazards")."""
+    """(label, e, q) at the degenerate points (e opposite q, e along q, ‖e‖ → 0; paper §4.2, A.8)."""
     q = torch.randn(tokens, dim, dtype=dtype) * 1.5
     noise = torch.randn(tokens, dim, dtype=dtype)
     noise = noise / noise.norm(dim=-1, keepdim=True)

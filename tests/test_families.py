@@ -2,7 +2,7 @@
 timesformer_vqgan.py, discriminator.py, perceptual.py, transformer_blocks.py).
 
 Every family × every registered estimator trains (refused ones refuse), latents have each preset's stated
-shape, the paper presets carry NOTES.md §4's numbers, the adaptive discriminator weight matches a hand
+shape, the paper presets carry the numbers of the paper's Tables 8-11, the adaptive discriminator weight matches a hand
 computation, the video attention is divided, and the LPIPS path works with a stand-in weights file.
 Sizes are tiny: the whole file runs in seconds on two CPU cores.
 """
@@ -181,10 +181,10 @@ def test_gradient_diagnostics_run(family_name):
 
 
 # --------------------------------------------------------------------------------------------------
-# Presets: latent shapes and NOTES.md §4 values
+# Presets: latent shapes and the paper's Tables 8-11 values
 # --------------------------------------------------------------------------------------------------
 
-#: (family, preset) → latent (D, h, w) or (D, T', h, w) as each preset states it (NOTES.md §4; ViT tokens
+#: (family, preset) → latent (D, h, w) or (D, T', h, w) as each preset states it (paper Tables 8-11; ViT tokens
 #: 256/8 = 32 per side of hidden 512, TimeSformer tokens 16 frames × 32 × 32 of hidden 256).
 LATENT_SHAPES = {
     ("vqgan", "paper_taming"): (256, 16, 16),
@@ -247,8 +247,8 @@ def test_cpu_preset_trains_at_its_size(family_name):
     assert tuple(model.encode(x).shape[1:]) == LATENT_SHAPES[(family_name, "cpu")]
 
 
-# NOTES.md §4 "Training settings (Table 8 - 11)", restated here (the project does not read ../shared).
-NOTES_S4 = {
+# The training settings of the paper's Tables 8-11, restated here.
+PAPER_SETTINGS = {
     # VQGAN (Table 2, 3): latent 16×16×256 K=1024 / 64×64×3 K=8192 / 32×32×4 K=16384; codebook weight 1.0,
     # disc weight 0.8 / 0.75 / 0.6, channel mult [1,1,2,2,4] / [1,2,4] / [1,2,2,4], batch 48 / 16 / 16,
     # lr 4.5e-6, codebook learned by gradient (no EMA), β = 0.25.
@@ -288,10 +288,10 @@ NOTES_S4 = {
 }
 
 
-@pytest.mark.parametrize("family_name,preset_name", sorted(NOTES_S4))
+@pytest.mark.parametrize("family_name,preset_name", sorted(PAPER_SETTINGS))
 def test_paper_preset_matches_notes(family_name, preset_name):
     preset = get_family(family_name).presets[preset_name]
-    expected = NOTES_S4[(family_name, preset_name)]
+    expected = PAPER_SETTINGS[(family_name, preset_name)]
     for section in ("model", "training"):
         for key, value in expected[section].items():
             assert preset[section][key] == value, (section, key)
@@ -299,7 +299,7 @@ def test_paper_preset_matches_notes(family_name, preset_name):
 
 def test_every_paper_preset_is_checked_against_notes():
     papers = {(f, p) for f in GAN_FAMILIES for p in get_family(f).presets if p.startswith("paper")}
-    assert papers == set(NOTES_S4)
+    assert papers == set(PAPER_SETTINGS)
 
 
 def test_check_params_flags_impossible_combinations():

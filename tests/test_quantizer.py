@@ -165,6 +165,45 @@ def test_ema_aux_loss_is_commitment_only():
     torch.testing.assert_close(z.grad, beta * 2 * (z.detach() - q) / z.numel(), rtol=1e-12, atol=1e-15)
 
 
+def test_quantizer_output_holds_the_codes_from_before_the_ema_update():
+    vq = VectorQuantizer(6, 3, estimator="rotation").double()
+    codebook = vq.codebook.clone()
+    out = vq(torch.randn(20, 3, dtype=F64))
+    assert torch.equal(out.q, codebook[out.indices])
+    assert not torch.equal(vq.codebook, codebook)  # the update happened, after the codes were gathered
+
+
+class _FarthestCode(estimators.Estimator):
+    """A kind the quantizer has never seen: the farthest code, decoded once, with a KL-like auxiliary term."""
+
+    name = "farthest"
+    kind = "test_only"
+
+    def quantize(self, e, codes, decode):
+        indices = torch.cdist(e.detach(), codes.codebook.detach()).argmax(-1)
+        decoder_input = decode(e + (codes.codebook[indices].detach() - e).detach())
+        return estimators.Quantized(decoder_input, indices, estimators.base.decoded_once(decoder_input),
+                                    aux_loss=torch.tensor(0.25, dtype=e.dtype))
+
+
+def test_an_estimator_of_a_new_kind_plugs_in_through_quantize():
+    """The quantizer only calls `Estimator.quantize`: a new kind needs no change in models/quantizer.py."""
+    beta = 0.5
+    vq = VectorQuantizer(5, 3, estimator=_FarthestCode(), beta=beta).double().eval()
+    z = torch.randn(2, 3, 4, dtype=F64, requires_grad=True)
+    out = vq(z)
+    e = tokens_of(z.detach())
+    farthest = torch.cdist(e, vq.codebook).argmax(-1)
+    assert torch.equal(out.indices.reshape(-1), farthest)
+    torch.testing.assert_close(tokens_of(out.decoder_input.detach()), vq.codebook[farthest])
+    commitment = beta * float(((e - vq.codebook[farthest]) ** 2).mean())
+    assert float(out.aux_loss.detach()) == pytest.approx(commitment + 0.25, rel=1e-12)
+    loss, reported = out.reconstruction_loss(lambda d: (d * d).sum())
+    assert loss is reported
+    loss.backward()  # straight through: the gradient at z is 2·q
+    torch.testing.assert_close(tokens_of(z.grad), 2 * vq.codebook[farthest])
+
+
 # --------------------------------------------------------------------------------------------------
 # codebook_learning="loss": codebook and commitment losses
 # --------------------------------------------------------------------------------------------------

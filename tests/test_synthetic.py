@@ -1,4 +1,4 @@
-"""The synthetic problems (models/synthetic.py), their suites and figures (harness/figures.py).
+"""The synthetic problems (models/synthetic/), their suites, typed artifacts and figures (harness/figures.py).
 
 Each suite (appendix_a2, appendix_a4, figures) runs once, through run-suite, into a temporary results folder;
 the tests read its records and artifacts. Paper claims checked: A.2 (Figure 8), A.4 (Figure 10), §3 Figure 2
@@ -24,7 +24,9 @@ from harness.figures import FIGURES
 from harness.config import ConfigError, DataConfig, RunConfig
 from harness.suite import SuiteError, load_suite
 from harness.train import train_run
-from models.synthetic import Himmelblau, HimmelblauParams, PointsShift, PointsShiftParams, Toy2DField, Toy2DFieldParams
+from models.synthetic import (HIMMELBLAU_MINIMA, GradientFieldArtifacts, Himmelblau, HimmelblauArtifacts,
+                              HimmelblauParams, PointsShift, PointsShiftParams, PushPullArtifacts,
+                              ShiftCosineArtifacts, Toy2DField, Toy2DFieldParams, gradient_field, himmelblau)
 
 SUITES = Path(__file__).resolve().parent.parent / "suites"
 SUITE_FIGURES = {"appendix_a2": ["himmelblau_panels"], "appendix_a4": ["shift_cosine"],
@@ -230,8 +232,8 @@ def test_push_pull_within_a_cell(results):
 
 
 def test_decoder_aware_estimators_on_the_toy_problems():
-    exact = Toy2DField(Toy2DFieldParams(function="log_tanh", resolution=8), estimators.get("exact"))
-    field = exact.field()
+    grid = Toy2DField(Toy2DFieldParams(function="log_tanh", resolution=8), estimators.get("exact"))
+    field = gradient_field.fields(grid.estimator, "log_tanh", grid.positions, grid.codes)
     torch.testing.assert_close(field["estimator"], field["exact"], rtol=1e-4, atol=1e-4)
     hessian = Toy2DField(Toy2DFieldParams(figure="push_pull", resolution=8), estimators.get("hessian"))
     assert hessian.metrics()["distance_change_along"] == pytest.approx(0.0, abs=1e-6)  # linear: Hessian 0
@@ -255,3 +257,45 @@ def test_figures_write_png_and_pdf(results, suite):
     if suite == "appendix_a2":
         table = (directory / "himmelblau_table.csv").read_text()
         assert "distortion_mean" in table and "objective_codes_mean" in table
+
+
+# -- typed artifacts ------------------------------------------------------------------------------------------
+
+ARTIFACT_TYPES = {"appendix_a2": [HimmelblauArtifacts], "appendix_a4": [ShiftCosineArtifacts],
+                  "figures": [GradientFieldArtifacts, PushPullArtifacts]}
+
+
+@pytest.mark.parametrize("suite", sorted(ARTIFACT_TYPES))
+def test_artifacts_read_back_as_their_type_and_write_the_same_json(results, suite):
+    directory, df = results(suite)
+    for run_id in df["run_id"]:
+        data = artifacts(directory, run_id)
+        kinds = [kind for kind in ARTIFACT_TYPES[suite] if kind.describes(data)]
+        assert len(kinds) == 1, (run_id, data["problem"], data.get("figure"))
+        typed = kinds[0].from_json(data)
+        assert typed.to_json() == data
+
+
+def test_artifacts_of_another_problem_or_figure_are_refused(results):
+    directory, df = results("figures")
+    field = next(a for a in by_label(directory, df, "run_id").values() if a["figure"] == "field")
+    assert not PushPullArtifacts.describes(field) and GradientFieldArtifacts.describes(field)
+    with pytest.raises(ValueError, match="figure 'field'.*not PushPullArtifacts"):
+        PushPullArtifacts.from_json(field)
+    with pytest.raises(ValueError, match="problem 'toy2d_field'"):
+        HimmelblauArtifacts.from_json(field)
+    with pytest.raises(ValueError, match="lack estimator_field"):
+        GradientFieldArtifacts.from_json({k: v for k, v in field.items() if k != "estimator_field"})
+
+
+def test_himmelblau_function_is_zero_at_its_minima_for_tensors_and_arrays():
+    """One definition serves the family (torch) and the figure's contours (numpy)."""
+    minima = np.asarray(HIMMELBLAU_MINIMA)
+    assert np.abs(himmelblau(minima)).max() < 1e-8
+    assert float(himmelblau(torch.tensor([0.0, 0.0]))) == 170.0  # 11² + 7²
+    assert float(himmelblau(torch.tensor(minima)).abs().max()) < 1e-8
+
+
+def test_sampling_estimators_have_no_gradient_at_a_given_code():
+    with pytest.raises(TypeError, match="'gumbel' chooses its codes from logits"):
+        Toy2DField(Toy2DFieldParams(resolution=4), estimators.get("gumbel")).metrics()
