@@ -31,11 +31,10 @@ DAMAGED_RECORD = "record.json.damaged"
 HISTORY = "history.csv"
 CHECKPOINT = "checkpoint.pt"
 ARTIFACTS = "artifacts.json"
-# The statuses by group, for the executors, the CLI and the report that compare with them (harness/status.py
-# says what each means for a rerun).
+# The statuses the SLURM executor, the CLI and the figures compare with (harness/status.py says what each
+# means for a rerun).
 FINISHED = RunStatus.FINISHED
 FAILED = (RunStatus.DIVERGED, RunStatus.ERROR)
-INTERRUPTED = (RunStatus.RUNNING, RunStatus.CANCELLED, RunStatus.TIMEOUT, RunStatus.PREEMPTED)
 
 
 class DamagedRecord(ValueError):
