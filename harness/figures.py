@@ -33,6 +33,7 @@ from models.synthetic import (GradientFieldArtifacts, HimmelblauArtifacts, PushP
 from models.synthetic.push_pull import DIRECTIONS
 
 from . import store
+from .report import plots as report_plots
 
 #: Plot order of the estimators: the two the paper compares first.
 LEADING = ("ste", "rotation")
@@ -102,11 +103,8 @@ def _stem(base: str, index: int, count: int) -> str:
 
 
 def save_figure(fig, suite_dir: Path, stem: str) -> list[Path]:
-    paths = [Path(suite_dir) / f"{stem}.png", Path(suite_dir) / f"{stem}.pdf"]
-    for path in paths:
-        fig.savefig(path, dpi=150, bbox_inches="tight")
-    _pyplot().close(fig)
-    return paths
+    """PNG and PDF of a paper figure, cropped to its content, through the report's one figure writer."""
+    return report_plots.save_figure(fig, suite_dir, stem, dpi=150, tight=True)
 
 
 def _cell_edges(codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -45,6 +45,7 @@ class DamagedRecord(ValueError):
                          f"reruns this run (resumed from its checkpoint if it has one; the file is kept as "
                          f"{DAMAGED_RECORD})")
         self.path = Path(path)
+        self.problem = problem
 
 
 def suite_dir(out: str | Path, suite: str) -> Path:
@@ -187,12 +188,17 @@ def iter_records(directory: str | Path):
 
 
 def load_results(directory: str | Path) -> pd.DataFrame:
-    """One row per run under `directory`: run_id, suite, status, label columns, config.* and metrics.
+    """One row per run under `directory` (damaged records skipped with a warning): `results_frame`'s columns."""
+    return results_frame(iter_records(directory))
+
+
+def results_frame(records) -> pd.DataFrame:
+    """One row per record: run_id, suite, status, step, requeues, label columns, config.* and metrics.
 
     Config columns are dotted (`config.estimator.name`); metrics are plain columns (`val_rec_loss`).
     """
     rows = []
-    for record in iter_records(directory):
+    for record in records:
         row = {"run_id": record["run_id"], "suite": record["suite"], "status": record["status"],
                "step": record.get("step"), "requeues": record.get("requeues", 0)}
         row.update(_flatten(record.get("config", {}), "config."))

@@ -27,7 +27,7 @@ def write_records(out, suite, val_rec_loss: float) -> None:
     """A finished record per run, every run with the same validation loss."""
     for spec in suite.runs:
         store.write_json(store.run_dir(out, spec.suite, spec.run_id) / store.RECORD,
-                         {"run_id": spec.run_id, "suite": spec.suite, "label": spec.label, "config": spec.config,
+                         {"run_id": spec.run_id, "suite": spec.suite, "label": spec.label, "config": spec.config.resolved,
                           "profile": "cpu", "status": "finished", "metrics": {"val_rec_loss": val_rec_loss}})
 
 
@@ -101,10 +101,10 @@ def test_a_damaged_record_is_named_and_skipped(tmp_path, caplog):
     directory = store.suite_dir(out, suite.name)
     with caplog.at_level(logging.WARNING, logger="harness.report.loading"):
         result = report.write_suite_report(directory, suite=suite, figures=False)
-    assert f"{broken.run_id}/record.json: unreadable run record" in caplog.text
+    assert f"{broken.run_id}/record.json: damaged run record (not JSON" in caplog.text
     md = (directory / "report.md").read_text()
     line = next(l for l in md.splitlines() if l.startswith("- Damaged records, not read:"))
-    assert f"`runs/{broken.run_id}/record.json (JSONDecodeError: " in line
+    assert f"`runs/{broken.run_id}/record.json (not JSON: " in line
     assert "- Runs: 3 (finished: 3)" in md and "- Not recorded: 1 of the suite's 4 runs" in md
     assert directory / "report.md" in result["files"]
     assert broken.run_id not in (directory / "results.csv").read_text()

@@ -29,9 +29,9 @@ def verdict_for(tmp_path, quant_error: dict, seeds: list[int]) -> report.Verdict
     path.write_text(yaml.safe_dump(raw, sort_keys=False))
     suite = load_suite(path)
     for spec in suite.runs:
-        value = quant_error[spec.config["estimator"]["name"]][spec.config["seed"]]
+        value = quant_error[spec.config.estimator.name][spec.config.seed]
         store.write_json(store.run_dir(tmp_path / "out", spec.suite, spec.run_id) / store.RECORD,
-                         {"run_id": spec.run_id, "suite": spec.suite, "label": spec.label, "config": spec.config,
+                         {"run_id": spec.run_id, "suite": spec.suite, "label": spec.label, "config": spec.config.resolved,
                           "status": "finished", "metrics": {"train_quant_error": value}})
     suite_dir = store.suite_dir(tmp_path / "out", suite.name)
     result = report.write_suite_report(suite_dir, suite=suite, figures=False)

@@ -9,7 +9,6 @@ resolved config (harness.suite.run_id_of), so the suite's run ids select exactly
 """
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,16 +38,16 @@ def load_results(suite_directory: Path, suite=None) -> LoadedResults:
     for path in sorted(suite_directory.glob("**/runs/*/" + store.RECORD)):
         where = path.relative_to(suite_directory).as_posix()
         try:
-            record = store.read_json(path)
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-            damaged.append(f"{where} ({type(error).__name__}: {error})")
-            log.warning("%s: unreadable run record, left out of the report (%s: %s)", path, type(error).__name__,
-                        error)
+            record = store.load_record(path.parent)
+        except store.DamagedRecord as damage:
+            damaged.append(f"{where} ({damage.problem})")
+            log.warning("%s: left out of the report", damage)
             continue
-        if not isinstance(record, dict) or not {"run_id", "suite", "status"} <= set(record):
-            if record is not None:  # None: removed since the glob
-                damaged.append(f"{where} (not a run record: no run_id, suite and status)")
-                log.warning("%s: not a run record (no run_id, suite and status), left out of the report", path)
+        except OSError as error:
+            damaged.append(f"{where} ({type(error).__name__}: {error.strerror})")
+            log.warning("%s: unreadable run record, left out of the report (%s)", path, error)
+            continue
+        if record is None:  # removed since the glob
             continue
         records.append(record)
     outside: list[str] = []
@@ -57,20 +56,6 @@ def load_results(suite_directory: Path, suite=None) -> LoadedResults:
         outside = sorted(r["run_id"] for r in records if r["run_id"] not in wanted)
         records = [r for r in records if r["run_id"] in wanted]
     records.sort(key=lambda r: r["run_id"])
-    frame = results_frame(records)
+    frame = store.results_frame(records)
     return LoadedResults(frame=frame, records=tuple(records), expected=None if suite is None else len(suite.runs),
                          outside=tuple(outside), damaged=tuple(damaged))
-
-
-def results_frame(records: list[dict]) -> pd.DataFrame:
-    """One row per record in harness.store.load_results' layout: run_id, suite, status, step, requeues,
-    config.* (dotted), label.* and the metrics as plain columns."""
-    rows = []
-    for record in records:
-        row = {"run_id": record["run_id"], "suite": record["suite"], "status": record["status"],
-               "step": record.get("step"), "requeues": record.get("requeues", 0)}
-        row.update(store._flatten(record.get("config", {}), "config."))
-        row.update({f"label.{k}": v for k, v in (record.get("label") or {}).items()})
-        row.update(record.get("metrics") or {})
-        rows.append(row)
-    return pd.DataFrame(rows)

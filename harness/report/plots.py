@@ -37,12 +37,14 @@ def import_dependencies() -> None:
     from scipy import stats  # noqa: F401
 
 
-def save_figure(fig, directory: str | Path, stem: str) -> list[Path]:
+def save_figure(fig, directory: str | Path, stem: str, *, dpi: int = 120, tight: bool = False) -> list[Path]:
     """Write `fig` as `<stem>.png` and `<stem>.pdf` into `directory` without timestamps or software versions
-    in their metadata (so regenerated files are byte-identical), close it, and return the two paths."""
+    in their metadata (so regenerated files are byte-identical), close it, and return the two paths.
+    `tight` crops the figure to its drawn content (bbox_inches="tight")."""
     paths = [Path(directory) / f"{stem}.png", Path(directory) / f"{stem}.pdf"]
-    fig.savefig(paths[0], dpi=120, metadata={"Software": None})
-    fig.savefig(paths[1], metadata={"CreationDate": None, "Producer": None, "Creator": None})
+    bbox = {"bbox_inches": "tight"} if tight else {}
+    fig.savefig(paths[0], dpi=dpi, metadata={"Software": None}, **bbox)
+    fig.savefig(paths[1], metadata={"CreationDate": None, "Producer": None, "Creator": None}, **bbox)
     pyplot().close(fig)
     return paths
 
