@@ -21,6 +21,7 @@ import yaml
 
 from harness import store
 from harness import slurm as hs
+from harness.slurm import collect
 from harness.runner import execute_run
 from harness.suite import deep_merge, load_suite
 from helpers_harness import TINY_BASE
@@ -202,8 +203,9 @@ def test_requeued_run_resumes_from_its_checkpoint_to_the_same_metrics(tmp_path):
     job_id = job_id_of(out, spec)
     assert "_" not in job_id  # a suite of one run is a plain job
     wait_until(lambda: (directory / store.CHECKPOINT).exists(), "the first periodic checkpoint")
-    job = hs._slurm_job(out.absolute(), suite.name, job_id)
-    job._interrupt(timeout=True)  # USR2 only, as before a time-out (a SIGTERM could kill the handler's scontrol)
+    job = collect.slurm_job(out.absolute(), suite.name, job_id)
+    # USR2 only, as SLURM sends before a time-out (a SIGTERM could kill the handler's scontrol)
+    subprocess.run(["scancel", job_id, "--signal", "USR2"], check=True, timeout=30)
     wait_until(lambda: squeue_state(job_id) == "PENDING", "the requeued job to be pending", timeout_s=60)
     record = record_of(out, spec)
     assert record["status"] == "preempted" and 10 <= record["step"] < 120 and record["requeues"] == 1
