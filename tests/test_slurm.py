@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+import cloudpickle
 import submitit
-from submitit.core import utils as submitit_utils
 
 from harness import store
 from harness import slurm as hs
@@ -64,6 +64,12 @@ def write_record(out: Path, spec, status: str, **fields) -> None:
     directory = store.run_dir(out, spec.suite, spec.run_id)
     store.write_json(directory / store.RECORD, {"run_id": spec.run_id, "suite": spec.suite, "label": spec.label,
                                                  "config": spec.config, "status": status, **fields})
+
+
+def write_result(job, outcome: tuple) -> None:
+    """The result pickle a submitit job leaves: ("success", value) or ("error", traceback text)."""
+    job.paths.result_pickle.parent.mkdir(parents=True, exist_ok=True)
+    job.paths.result_pickle.write_bytes(cloudpickle.dumps(outcome))
 
 
 def status_of(out: Path, spec) -> dict:
@@ -273,15 +279,13 @@ def test_collection_records_outcomes_and_resubmits_only_what_is_not_finished_or_
             write_record(out, runs[i], "running", slurm_job_id=ids[runs[i].run_id])
         write_record(out, runs[4], "preempted", slurm_job_id=ids[runs[4].run_id], requeues=2, step=3)
         job2 = _job(out, suite, ids[runs[2].run_id])
-        with submitit_utils.temporary_save_path(job2.paths.result_pickle) as tmp:
-            submitit_utils.cloudpickle_dump(("error", "Traceback (most recent call last):\nRuntimeError: boom"), tmp)
+        write_result(job2, ("error", "Traceback (most recent call last):\nRuntimeError: boom"))
         job3 = _job(out, suite, ids[runs[3].run_id])
         job3.paths.stderr.parent.mkdir(parents=True, exist_ok=True)
         job3.paths.stderr.write_text("srun: error: vm: task 0: Killed\n")
         job4 = _job(out, suite, ids[runs[4].run_id])
-        with submitit_utils.temporary_save_path(job4.paths.result_pickle) as tmp:
-            submitit_utils.cloudpickle_dump(("error", "submitit.core.utils.UncompletedJobError: Job not requeued "
-                                                      "because: checkpoint function returned None."), tmp)
+        write_result(job4, ("error", "submitit.core.utils.UncompletedJobError: Job not requeued "
+                                                      "because: checkpoint function returned None."))
         _set_states(mock, {ids[runs[0].run_id]: "COMPLETED", ids[runs[1].run_id]: "CANCELLED by 0",
                            ids[runs[2].run_id]: "FAILED", ids[runs[3].run_id]: "FAILED",
                            ids[runs[4].run_id]: "FAILED", ids[runs[5].run_id]: "RUNNING",
@@ -342,8 +346,7 @@ def test_unknown_state_with_a_result_pickle_counts_as_ended(tmp_path):
         assert job_id == "12"  # a batch of one is a plain job
         write_record(out, suite.runs[0], store.FINISHED, slurm_job_id=job_id)
         job = _job(out, suite, job_id)
-        with submitit_utils.temporary_save_path(job.paths.result_pickle) as tmp:
-            submitit_utils.cloudpickle_dump(("success", {"status": "finished"}), tmp)
+        write_result(job, ("success", {"status": "finished"}))
         mock.job_sacct.clear()  # sacct knows nothing: state UNKNOWN
         assert hs.collect_slurm(suite.name, out)["finished"] == 1
         assert hs.read_manifest(out, suite.name)["runs"][suite.runs[0].run_id]["collected"] == store.FINISHED
@@ -448,8 +451,6 @@ class FakeRunner:
 
 
 def test_checkpoint_stops_the_run_counts_the_requeue_and_resubmits(tmp_path, monkeypatch):
-    import cloudpickle
-
     import harness.runner
 
     suite = load_suite(write_suite(tmp_path, seeds=(0,)))
@@ -471,7 +472,7 @@ def test_checkpoint_stops_the_run_counts_the_requeue_and_resubmits(tmp_path, mon
     assert fake.calls[0]["force"] is True and fake.calls[0]["extra"]["torch_threads"] == 1
     record = status_of(Path(out), spec)
     assert record["status"] == "preempted" and record["requeues"] == 1 and record["slurm_job_id"] == "40_3"
-    assert isinstance(delayed, submitit_utils.DelayedSubmission)
+    assert isinstance(delayed, submitit.helpers.DelayedSubmission)
     assert delayed.function is job and delayed.args == (spec, out)
     # the resubmission pickles (no thread/event inside) and resumes without force, with the count
     resumed = cloudpickle.loads(cloudpickle.dumps(delayed))

@@ -35,6 +35,16 @@ def job_threads() -> int:
         return os.cpu_count() or 1
 
 
+def _log_to_job_stdout() -> None:
+    """In the job's own process, the harness's messages go to its log file (job.paths.stdout)."""
+    harness_log = logging.getLogger("harness")
+    if not harness_log.handlers:
+        handler = logging.StreamHandler(sys.stdout)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(name)s: %(message)s"))
+        harness_log.addHandler(handler)
+        harness_log.setLevel(logging.INFO)
+
+
 class SlurmRun(submitit.helpers.Checkpointable):
     """``SlurmRun(force, max_requeues)(spec, out)`` runs `runner.execute_run` inside a SLURM job.
 
@@ -76,8 +86,7 @@ class SlurmRun(submitit.helpers.Checkpointable):
         from ..runner import execute_run
 
         self._reset_runtime()
-        # the job's own process: its log (job.paths.stdout) gets the harness's messages
-        logging.basicConfig(level=logging.INFO, stream=sys.stdout, format="%(asctime)s %(name)s: %(message)s")
+        _log_to_job_stdout()
         previous = store.read_record(store.run_dir(out, spec.suite, spec.run_id)) or {}
         job_id = job_id_from_env()
         self.requeues = self._requeues_so_far(previous, job_id)
