@@ -366,7 +366,7 @@ def test_slurm_state_maps_to_a_status_and_says_whether_the_run_resumes(state, st
     assert not states.ended_resumable({"status": "finished", "slurm_state": state})
 
 
-def test_requeued_and_held_jobs_stay_active_until_they_end(tmp_path):
+def test_requeued_and_held_jobs_stay_active_until_they_end(tmp_path, monkeypatch):
     # measured on the local cluster: after `scontrol requeue` sacct shows REQUEUED, then PENDING (never a
     # final state); submitit's done() knows those, but calls a SUSPENDED job done
     suite = load_suite(write_suite(tmp_path, seeds=(0, 1)))
@@ -382,6 +382,15 @@ def test_requeued_and_held_jobs_stay_active_until_they_end(tmp_path):
         _set_states(mock, {"12_0": "RUNNING", "12_1": "FAILED"})
         assert hs.collect_slurm(suite.name, out) == {"finished": 0, "running": 1, "pending": 0, "failed": 1}
         assert status_of(out, suite.runs[1])["status"] == "error"
+        # PREEMPTED: submitit waits for a requeue; in the queue it is one, out of it the job ended
+        write_record(out, suite.runs[0], "running", slurm_job_id="12_0", requeues=1)
+        _set_states(mock, {"12_0": "PREEMPTED"})
+        monkeypatch.setattr(collect, "queued_job_ids", lambda: {"12_0"})
+        assert hs.collect_slurm(suite.name, out)["pending"] == 1
+        monkeypatch.setattr(collect, "queued_job_ids", lambda: set())
+        assert hs.collect_slurm(suite.name, out)["failed"] == 2
+        record = status_of(out, suite.runs[0])
+        assert record["status"] == "preempted" and record["slurm_state"] == "PREEMPTED"
 
 
 def test_a_run_whose_requeues_are_spent_is_not_resubmitted_unless_forced(tmp_path):

@@ -1,13 +1,12 @@
 """Collecting a suite's SLURM jobs: their states (submitit's), and the records of runs whose job ended.
 
 A job's state is submitit's (``job.state``, one forced sacct call per poll for every job); it has ended when
-``job.done()`` says so and SLURM does not still hold it (submitit's ``done()`` counts the rarer live states,
-e.g. SUSPENDED, as done). A job that sacct does not know and that left the queue more than a minute after
-submission is VANISHED. The runner writes every record: a run whose job ended without settling its own
+``job.done()`` says so, corrected where submitit's rule is not enough (see `final_state`). The runner writes every record: a run whose job ended without settling its own
 record is marked through `runner.mark_run` with the status of its SLURM state (see `states`).
 """
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import subprocess
@@ -47,26 +46,34 @@ def queued_job_ids() -> set[str] | None:
     return {line.strip() for line in output.stdout.splitlines() if line.strip()}
 
 
-def job_state(job: submitit.SlurmJob, entry: dict) -> str:
-    """The job's state (submitit's, as refreshed by the last forced call). UNKNOWN to sacct with a result
-    pickle: COMPLETED or FAILED by the pickle; UNKNOWN, no pickle, not queued, a minute after submission:
-    VANISHED."""
+def final_state(job: submitit.SlurmJob, entry: dict, queued) -> str | None:
+    """The state the job ended in, or None while SLURM still holds it. `job.state` is submitit's (as
+    refreshed by the last forced call); `queued()` gives the ids in the queue (or None), asked only when
+    sacct's word is not enough:
+
+    * UNKNOWN to sacct: with a result pickle, COMPLETED or FAILED by the pickle; without one, out of the
+      queue a minute after submission, VANISHED (accounting down or purged);
+    * PREEMPTED: submitit waits for SLURM to requeue the job; out of the queue it ended (PreemptMode=CANCEL);
+    * the live states submitit's ``done()`` does not know (`HELD_STATES`): still held."""
     state = job.state
-    if states.head(state) != "UNKNOWN":
+    word = states.head(state)
+    has_result = job.paths.result_pickle.exists()
+    if word == "UNKNOWN":
+        if has_result:
+            return "COMPLETED" if job.exception() is None else "FAILED"
+        if time.time() - float(entry.get("submitted_ts") or 0) > VANISH_AFTER_S:
+            queue = queued()
+            if queue is not None and job.job_id not in queue:
+                return "VANISHED"
+        return None
+    if has_result:
         return state
-    if job.paths.result_pickle.exists():
-        return "COMPLETED" if job.exception() is None else "FAILED"
-    if time.time() - float(entry.get("submitted_ts") or 0) > VANISH_AFTER_S:
-        queue = queued_job_ids()
-        if queue is not None and job.job_id not in queue:
-            return "VANISHED"
-    return state
-
-
-def has_ended(job: submitit.SlurmJob, state: str) -> bool:
-    if state == "VANISHED" or job.paths.result_pickle.exists():
-        return True
-    return states.head(state) not in HELD_STATES and job.done()
+    if word == "PREEMPTED":
+        queue = queued()
+        return state if queue is not None and job.job_id not in queue else None
+    if word in HELD_STATES:
+        return None
+    return state if job.done() else None
 
 
 def _log_tail(job: submitit.SlurmJob, lines: int = 40) -> str:
@@ -144,10 +151,12 @@ class JobSet:
             return {}
         next(iter(self.jobs.values())).get_info(mode="force")  # submitit's watcher asks for all jobs at once
         settled = {}
+        queued = functools.cache(queued_job_ids)  # at most one squeue call per poll
         for run_id, job in list(self.jobs.items()):
             entry = manifest["runs"].get(run_id, {})
-            state = self.states[run_id] = job_state(job, entry)
-            if not has_ended(job, state):
+            state = final_state(job, entry, queued)
+            self.states[run_id] = state or job.state
+            if state is None:
                 continue
             status = settle(entry, run_id, self.suite_name, job, state, self.out)
             if status is None:
