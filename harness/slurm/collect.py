@@ -1,8 +1,9 @@
 """Collecting a suite's SLURM jobs: their states (submitit's), and the records of runs whose job ended.
 
 A job's state is submitit's (``job.state``, one forced sacct call per poll for every job); it has ended when
-``job.done()`` says so, corrected where submitit's rule is not enough (see `final_state`). The runner writes every record: a run whose job ended without settling its own
-record is marked through `runner.mark_run` with the status of its SLURM state (see `states`).
+``job.done()`` says so, corrected where submitit's rule is not enough (see `final_state`). The runner
+writes every record: a run whose job ended without settling its own record is marked through
+`runner.mark_run` with the status of its SLURM state (see `states`).
 """
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from ..status import RunStatus
 from ..suite import RunSpec
 from . import states
 from .files import manifest_lock, manifest_path, read_manifest, submitit_folder, write_manifest
+from .settings import DEFAULT_POLL_INTERVAL_S, DEFAULT_WAIT_TIMEOUT_MIN
 
 log = logging.getLogger(__name__)
 
@@ -224,9 +226,10 @@ def wait_for(jobs: JobSet, run_ids: list[str], timeout_s: float, poll_s: float, 
 
 
 def collect_slurm(suite_name: str, out: str | Path, wait: bool = False, timeout_s: float | None = None,
-                  poll_s: float = 10.0, progress: bool = False) -> dict[str, int]:
+                  poll_s: float = DEFAULT_POLL_INTERVAL_S, progress: bool = False) -> dict[str, int]:
     """Collect the suite's submitted jobs from its manifest without submitting anything: settle the records
-    of jobs that ended; with `wait`, poll until none is left (at most `timeout_s`, default a day). Returns
+    of jobs that ended; with `wait`, poll until none is left (at most `timeout_s`, default
+    `DEFAULT_WAIT_TIMEOUT_MIN`). Returns
     the counts {finished, running, pending, failed} over the manifest's runs (make-report calls this)."""
     out = Path(out).absolute()
     if not manifest_path(out, suite_name).exists():
@@ -236,7 +239,7 @@ def collect_slurm(suite_name: str, out: str | Path, wait: bool = False, timeout_
     jobs.load(manifest)
     run_ids = list(manifest["runs"])
     if wait:
-        wait_for(jobs, run_ids, 24 * 3600.0 if timeout_s is None else timeout_s, poll_s, progress)
+        wait_for(jobs, run_ids, DEFAULT_WAIT_TIMEOUT_MIN * 60.0 if timeout_s is None else timeout_s, poll_s, progress)
     else:
         merge_collected(out, suite_name, jobs.poll(manifest), jobs.states)
     counts = jobs.counts(run_ids)
