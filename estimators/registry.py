@@ -1,8 +1,11 @@
 """The estimator registry: one name per gradient estimator, looked up by `get(name, **params)`."""
 from __future__ import annotations
 
+import dataclasses
 import difflib
+import functools
 import inspect
+import typing
 from typing import Callable
 
 _REGISTRY: dict[str, Callable] = {}
@@ -52,11 +55,21 @@ def estimator_class(name: str):
         ) from None
 
 
+@functools.lru_cache(maxsize=None)
+def params_class(name: str) -> type:
+    """The keyword parameters of estimator `name` as a frozen dataclass (field names, type hints and
+    defaults from its ``__init__`` signature), so a suite's estimator section is checked like any other."""
+    signature = inspect.signature(estimator_class(name).__init__, eval_str=True)
+    variadic = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
+    fields = [(n, p.annotation if p.annotation is not inspect.Parameter.empty else typing.Any,
+               dataclasses.field(default=p.default) if p.default is not inspect.Parameter.empty else dataclasses.field())
+              for n, p in signature.parameters.items() if n != "self" and p.kind not in variadic]
+    return dataclasses.make_dataclass(f"{estimator_class(name).__name__}Params", fields, frozen=True)
+
+
 def parameter_names(name: str) -> list[str]:
     """The keyword parameters the estimator `name` accepts."""
-    signature = inspect.signature(estimator_class(name).__init__)
-    variadic = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
-    return [n for n, p in signature.parameters.items() if n != "self" and p.kind not in variadic]
+    return [f.name for f in dataclasses.fields(params_class(name))]
 
 
 def get(name: str, **params):

@@ -1,63 +1,414 @@
-"""Typed sections of a run's configuration (README "Suite files" documents every key).
+"""The typed configuration of a run and of a suite's SLURM section (README "Suite files" documents every key).
 
-A run's resolved configuration is a plain dict with the sections below; these dataclasses give each key its
-type and default, so harness.suite can validate a suite before anything runs.
+A suite resolves each run into a plain nested dict (sections model, estimator, data, training, metrics, and
+seed); `RunConfig.from_resolved` checks it with the one validator (harness.schema) and builds one frozen
+dataclass per section, so every bad setting is refused when the suite is loaded, before anything trains.
+The plain dict stays in `RunConfig.resolved`: it is what a run's record stores and what its id hashes.
 """
 from __future__ import annotations
 
-import dataclasses
+import copy
+import math
+import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import estimators
+import models
+from estimators.registry import params_class
+
+from . import data as data_module
+from .schema import Problem, check_fields, did_you_mean, got, setting, unknown_name
+
+RUN_SECTIONS = ("model", "estimator", "data", "training", "metrics")
 
 
-@dataclass
+class ConfigError(ValueError):
+    """Invalid configuration; `problems` holds one line per problem: "<file>: <key path>: <problem, fix>"."""
+
+    def __init__(self, message: str, problems: list[str] | None = None):
+        super().__init__(message)
+        self.problems = list(problems) if problems is not None else [message]
+
+    @classmethod
+    def listing(cls, problems: list[str], heading: str = "invalid configuration") -> ConfigError:
+        return cls(f"{heading}:\n  " + "\n  ".join(problems), problems)
+
+
+class Problems:
+    """Collects problem lines "<where>: <key path>: <message>" (each once, in order)."""
+
+    def __init__(self, where: str = ""):
+        self.where = where
+        self.lines: list[str] = []
+
+    def add(self, key: str, message: str) -> None:
+        line = ": ".join(part for part in (self.where, key) if part) + f": {message}"
+        if line not in self.lines:
+            self.lines.append(line)
+
+    def extend(self, problems: Iterable[Problem], prefix: str = "") -> None:
+        for problem in problems:
+            self.add(".".join(part for part in (prefix, problem.key) if part), problem.message)
+
+    def take(self, error: ConfigError) -> None:
+        """Record the problem lines of a ConfigError raised by a nested validation."""
+        self.lines.extend(line for line in error.problems if line not in self.lines)
+
+    def unknown(self, key_path: str, key, valid) -> None:
+        self.add(f"{key_path}.{key}" if key_path else str(key), unknown_name("key", key, valid))
+
+    def raise_if_any(self, error: type[ConfigError] = ConfigError, heading: str = "invalid configuration"):
+        if self.lines:
+            raise error.listing(self.lines, heading)
+
+
+def _section(problems: Problems, cls, values, prefix: str):
+    """Check one section against its dataclass and build it (None if its settings are wrong)."""
+    kwargs, found = check_fields(cls, values)
+    problems.extend(found, prefix)
+    if found:
+        return None
+    instance = cls(**kwargs)
+    problems.extend(instance.cross_check(), prefix)
+    return instance
+
+
+# -- training and metrics ---------------------------------------------------------------------------------
+
+_DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+
+
+def _device_check(value) -> list[Problem]:
+    if isinstance(value, str) and not _DEVICE.match(value):
+        return [Problem("", f"{value!r} is not a device; use auto, cpu, cuda, cuda:N or mps")]
+    return []
+
+
+@dataclass(frozen=True)
 class TrainingConfig:
     """How one run trains (paper Tables 8-11 give the paper's values; presets fill them in)."""
 
-    steps: int | None = None  # optimiser steps; if None, `epochs` × batches per epoch
-    epochs: float | None = None
-    batch_size: int = 64
-    lr: float = 1e-4
-    weight_decay: float = 0.0
-    betas: list = field(default_factory=lambda: [0.9, 0.99])
-    warmup_steps: int = 0
-    schedule: str = "cosine"  # cosine | constant
-    min_lr_ratio: float = 0.0
-    grad_clip: float | None = None
-    device: str = "auto"  # auto | cpu | cuda | cuda:N
-    precision: str = "fp32"  # fp32 | bf16 (autocast; quantizer and estimator arithmetic stay float32)
-    num_workers: int = 0
-    log_every: int = 10
-    eval_every: int | None = None  # None: only at the end
-    eval_batches: int | None = None  # cap on validation batches per evaluation; None: the whole set
-    checkpoint_every: int = 100
-    diagnostics_every: int | None = None  # gradient diagnostics interval; None: at eval time
-    usage_window: int = 50  # training metrics are averaged over the last this-many logged steps
-    progress_bar: bool = True
+    steps: int | None = setting(None, at_least=1, doc="optimiser steps; null: `epochs` × batches per epoch")
+    epochs: float | None = setting(None, above=0, doc="passes over the training set (when steps is null)")
+    batch_size: int = setting(64, at_least=1, doc="images or clips per step")
+    lr: float = setting(1e-4, above=0, doc="AdamW learning rate (peak, after warmup)")
+    weight_decay: float = setting(0.0, at_least=0, doc="AdamW weight decay")
+    betas: tuple[float, float] = setting((0.9, 0.99), at_least=0, below=1, doc="AdamW betas")
+    warmup_steps: int = setting(0, at_least=0, doc="linear warmup steps (paper Table 8)")
+    schedule: Literal["cosine", "constant"] = setting("cosine", doc="learning-rate decay after warmup")
+    min_lr_ratio: float = setting(0.0, at_least=0, at_most=1, doc="final lr / peak lr of the cosine schedule")
+    grad_clip: float | None = setting(None, above=0, doc="gradient-norm clipping; null: none")
+    device: str = setting("auto", check=_device_check, doc="auto (CUDA when present), cpu, cuda, cuda:N, mps")
+    precision: Literal["fp32", "bf16"] = setting(
+        "fp32", doc="bf16: autocast; the quantizer and estimator arithmetic stay float32")
+    num_workers: int = setting(0, at_least=0, doc="DataLoader worker processes")
+    log_every: int = setting(10, at_least=1, doc="steps between logged training metrics")
+    eval_every: int | None = setting(None, at_least=1, doc="steps between evaluations; null: only at the end")
+    eval_batches: int | None = setting(None, at_least=1, doc="validation batches per evaluation; null: all")
+    checkpoint_every: int = setting(100, at_least=1, doc="steps between checkpoints")
+    checkpoint_every_min: float | None = setting(
+        None, above=0, doc="minutes of wall-clock time between checkpoints, besides checkpoint_every")
+    diagnostics_every: int | None = setting(
+        None, at_least=1, doc="steps between gradient diagnostics; null: at each evaluation")
+    usage_window: int = setting(50, at_least=1, doc="training metrics average the last this-many logged steps")
+    progress_bar: bool = setting(True, doc="show a tqdm progress bar")
+
+    def cross_check(self) -> list[Problem]:
+        if self.steps is None and self.epochs is None:
+            return [Problem("", "set training.steps (or training.epochs)")]
+        return []
 
 
-@dataclass
+@dataclass(frozen=True)
 class MetricsConfig:
     """Optional metrics and where their offline weights live (README "Metrics")."""
 
-    fidelity: bool = False  # r-FID / r-IS (images) or r-FVD (video) at the end of the run
-    inception_weights: str | None = None  # or env ROTATION_HARNESS_INCEPTION_WEIGHTS
-    i3d_weights: str | None = None  # or env ROTATION_HARNESS_I3D_WEIGHTS
-    fidelity_samples: int | None = None  # cap on validation images for r-FID; None: the whole set
-    diagnostics: bool = True  # gradient diagnostics (cosine to exact gradient, obtuse fraction, push/pull)
-    diagnostics_batch: int = 16
+    fidelity: bool = setting(False, doc="r-FID / r-IS (images) or r-FVD (video) at the end of the run")
+    inception_weights: str | None = setting(None, doc="Inception weights; or env ROTATION_HARNESS_INCEPTION_WEIGHTS")
+    i3d_weights: str | None = setting(None, doc="I3D weights; or env ROTATION_HARNESS_I3D_WEIGHTS")
+    fidelity_samples: int | None = setting(None, at_least=1, doc="cap on validation items for r-FID; null: all")
+    diagnostics: bool = setting(True, doc="gradient diagnostics (cosine to the exact gradient, push/pull)")
+    diagnostics_batch: int = setting(16, at_least=1, doc="validation items the diagnostics use")
+
+    def cross_check(self) -> list[Problem]:
+        return []
 
 
-SECTION_TYPES = {"training": TrainingConfig, "metrics": MetricsConfig}
-CHOICES = {
-    ("training", "schedule"): ("cosine", "constant"),
-    ("training", "precision"): ("fp32", "bf16"),
-}
+# -- SLURM ------------------------------------------------------------------------------------------------
+
+DEFAULT_TIMEOUT_MIN = 60
+_TIME_RE = re.compile(r"^(?:(?P<days>\d+)-)?(?P<a>\d+)(?::(?P<b>\d+))?(?::(?P<c>\d+))?$")
 
 
-def field_types(cls) -> dict[str, object]:
-    return {f.name: f.type for f in dataclasses.fields(cls)}
+def parse_time(text: str) -> int:
+    """A SLURM time string → whole minutes (seconds round up). Accepts SLURM's formats: "MM", "MM:SS",
+    "HH:MM:SS", "D-HH", "D-HH:MM", "D-HH:MM:SS". Raises ValueError otherwise."""
+    match = _TIME_RE.match(text.strip())
+    if not match:
+        raise ValueError(f"{text!r} is not a SLURM time; use \"HH:MM:SS\", \"D-HH:MM:SS\" or \"MM:SS\"")
+    days = int(match["days"] or 0)
+    parts = [int(p) for p in (match["a"], match["b"], match["c"]) if p is not None]
+    if match["days"] is not None:  # D-HH[:MM[:SS]]
+        hours, minutes, seconds = (parts + [0, 0])[:3]
+    elif len(parts) == 1:  # MM
+        hours, minutes, seconds = 0, parts[0], 0
+    elif len(parts) == 2:  # MM:SS
+        hours, (minutes, seconds) = 0, parts
+    else:  # HH:MM:SS
+        hours, minutes, seconds = parts
+    total = ((days * 24 + hours) * 60 + minutes) * 60 + seconds
+    if total <= 0:
+        raise ValueError(f"{text!r} is a time limit of zero")
+    return math.ceil(total / 60)
 
 
-def build(cls, values: dict):
-    """Instantiate a section dataclass from a validated dict."""
-    return cls(**values)
+def _time_check(value) -> list[Problem]:
+    if value is None:
+        return []
+    if isinstance(value, int) and not isinstance(value, bool):
+        return [Problem("", f"got the integer {value}, not a time string. YAML reads an unquoted H:MM or MM:SS "
+                            f"as a base-60 number (10:30 becomes 630), so a time must be quoted: "
+                            f'time: "10:30" (or --set \'slurm.time="10:30"\'); for minutes use timeout_min: '
+                            f"{value}")]
+    if not isinstance(value, str):
+        return [Problem("", f'expected a quoted time string such as "HH:MM:SS", "D-HH:MM:SS" or "MM:SS", '
+                            f"{got(value)}")]
+    try:
+        parse_time(value)
+    except ValueError as error:
+        return [Problem("", str(error))]
+    return []
+
+
+def _non_empty_check(value) -> list[Problem]:
+    if isinstance(value, str) and not value.strip():
+        return [Problem("", f"expected a non-empty string, {got(value)}")]
+    return []
+
+
+def _sbatch_options_check(value) -> list[Problem]:
+    if not isinstance(value, Mapping):
+        return []
+    problems = []
+    for option, option_value in value.items():
+        if not isinstance(option, str) or not option.strip() or option.startswith("-"):
+            problems.append(Problem(str(option), "expected an sbatch option name without dashes, e.g. mail-type"))
+        elif not isinstance(option_value, (str, bool, int, float)):
+            problems.append(Problem(option, f"expected a string, number or true, {got(option_value)}"))
+    return problems
+
+
+def _text(doc: str) -> Any:
+    return setting(None, check=_non_empty_check, expects="a non-empty string", doc=doc)
+
+
+@dataclass(frozen=True)
+class SlurmConfig:
+    """A suite's ``slurm:`` section (README "Running on a cluster"); null means SLURM's or submitit's default."""
+
+    partition: str | None = _text("partition to submit to (sbatch --partition)")
+    account: str | None = _text("account to charge (sbatch --account)")
+    qos: str | None = _text("quality of service (sbatch --qos)")
+    constraint: str | None = _text("node features (sbatch --constraint)")
+    gpus_per_node: int | None = setting(None, at_least=0, doc="GPUs per job (sbatch --gpus-per-node)")
+    cpus_per_task: int | None = setting(None, at_least=1, doc="CPUs per job; also the torch thread count of the run")
+    mem_gb: float | None = setting(None, above=0, doc="memory per job in GB (sbatch --mem)")
+    time: str | None = setting(None, check=_time_check,
+                               doc='time limit per job as a quoted string: "HH:MM:SS", "D-HH:MM:SS", "MM:SS", "D-HH"')
+    timeout_min: int | None = setting(
+        None, at_least=1, doc=f"time limit per job in minutes (instead of time; default {DEFAULT_TIMEOUT_MIN})")
+    setup: tuple[str, ...] | None = setting(None, expects="a list of shell lines (strings)",
+                                            doc="shell lines run before the job's command (module load ...)")
+    array_parallelism: int | None = setting(None, at_least=1, doc="how many runs of the array run at once")
+    max_requeues: int = setting(3, at_least=0, doc="how many time-outs a run may be requeued after")
+    additional: dict | None = setting(None, check=_sbatch_options_check,
+                                      expects="a mapping of sbatch option to value, e.g. {mail-type: END}",
+                                      doc="extra sbatch options written as #SBATCH --key=value (true: a bare flag)")
+    use_srun: bool | None = setting(None, doc="run python under srun inside the batch script (default true)")
+    signal_delay_s: int | None = setting(None, at_least=0,
+                                         doc="seconds before the time limit at which the run is told to checkpoint")
+    job_name: str | None = _text("job name (default: the suite name)")
+    wait_timeout_min: float = setting(24 * 60.0, above=0, doc="how long run-suite waits for the jobs")
+    poll_interval_s: float = setting(10.0, above=0, doc="seconds between job-state polls while waiting")
+
+    def cross_check(self) -> list[Problem]:
+        if self.time is not None and self.timeout_min is not None:
+            return [Problem("time", "set either time or timeout_min, not both")]
+        return []
+
+    def time_limit_min(self) -> int:
+        """The time limit per job in minutes: `time`, else `timeout_min`, else DEFAULT_TIMEOUT_MIN."""
+        if self.time is not None:
+            return parse_time(self.time)
+        return self.timeout_min if self.timeout_min is not None else DEFAULT_TIMEOUT_MIN
+
+    @classmethod
+    def from_section(cls, section, where: str = "") -> SlurmConfig:
+        """The validated ``slurm:`` section (None: all defaults); raises ConfigError listing every problem."""
+        problems = Problems(where)
+        config = _section(problems, cls, {} if section is None else section, "slurm")
+        problems.raise_if_any()
+        return config
+
+
+# -- model, estimator, data ------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The model section: the family (models/<family>.py), its preset, and its `Params` instance."""
+
+    family: str
+    preset: str | None
+    params: Any
+
+    @classmethod
+    def from_section(cls, section, where: str = "") -> ModelConfig:
+        problems = Problems(where)
+        config = _model(problems, section)
+        problems.raise_if_any()
+        return config
+
+
+@dataclass(frozen=True)
+class EstimatorConfig:
+    """The estimator section: a registered name and its keyword parameters (estimators/registry.py)."""
+
+    name: str
+    params: dict = field(default_factory=dict)
+
+    def build(self) -> estimators.Estimator:
+        return estimators.get(self.name, **self.params)
+
+    @classmethod
+    def from_section(cls, section, where: str = "") -> EstimatorConfig:
+        problems = Problems(where)
+        config = _estimator(problems, section)
+        problems.raise_if_any()
+        return config
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """The data section: a dataset name (harness/data.py) and its `Params` instance."""
+
+    name: str
+    params: Any
+
+    @classmethod
+    def from_section(cls, section, where: str = "") -> DataConfig:
+        problems = Problems(where)
+        config = _data(problems, section)
+        problems.raise_if_any()
+        return config
+
+
+def _named(problems: Problems, section, prefix: str, key: str, valid: list[str], what: str):
+    """(name, the other keys) of a section whose `key` names a registered thing; name None if wrong."""
+    if not isinstance(section, Mapping):
+        problems.add(prefix, f"expected a mapping with {key} and its parameters, {got(section)}")
+        return None, {}
+    name = section.get(key)
+    rest = {k: v for k, v in section.items() if k != key}
+    if name is None:
+        problems.add(f"{prefix}.{key}", f"missing; valid: {', '.join(valid)}")
+    elif name not in valid:
+        problems.add(f"{prefix}.{key}", unknown_name(what, name, valid))
+        name = None
+    return name, rest
+
+
+def _model(problems: Problems, section) -> ModelConfig | None:
+    family_name, rest = _named(problems, section, "model", "family", models.family_names(), "model family")
+    if family_name is None:
+        return None
+    family = models.get_family(family_name)
+    preset = rest.pop("preset", None)
+    if preset is not None and preset not in family.presets:
+        problems.add("model.preset", f"family {family_name!r} has no preset {preset!r}."
+                     + did_you_mean(preset, family.presets))
+    kwargs, found = check_fields(family.Params, rest)
+    problems.extend(found, "model")
+    if found:
+        return None
+    params = family.Params(**kwargs)
+    for message in family.check_params(params):
+        problems.add("model", f"impossible combination: {message}")
+    return ModelConfig(family_name, preset, params)
+
+
+def _estimator(problems: Problems, section) -> EstimatorConfig | None:
+    name, rest = _named(problems, section, "estimator", "name", estimators.names(), "estimator")
+    if name is None:
+        return None
+    kwargs, found = check_fields(params_class(name), rest)
+    problems.extend(found, "estimator")
+    if found:
+        return None
+    config = EstimatorConfig(name, kwargs)
+    try:
+        config.build()  # the estimator's own value checks (e.g. rotation_gamma's gamma, exact's kappa)
+    except (ValueError, TypeError) as error:
+        problems.add("estimator", str(error))
+        return None
+    return config
+
+
+def _data(problems: Problems, section) -> DataConfig | None:
+    name, rest = _named(problems, section, "data", "name", data_module.dataset_names(), "dataset")
+    if name is None:
+        return None
+    dataset_params = data_module.DATASETS[name].Params
+    kwargs, found = check_fields(dataset_params, rest)
+    problems.extend(found, "data")
+    return None if found else DataConfig(name, dataset_params(**kwargs))
+
+
+# -- the run ----------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class RunConfig:
+    """One run's validated configuration; `resolved` is the plain dict it was built from (record, run id)."""
+
+    model: ModelConfig
+    estimator: EstimatorConfig
+    data: DataConfig
+    training: TrainingConfig
+    metrics: MetricsConfig
+    seed: int
+    resolved: dict = field(repr=False, compare=False)
+
+    @classmethod
+    def from_resolved(cls, resolved: dict, where: str = "") -> RunConfig:
+        """Validate a resolved run dict and build it; raises ConfigError listing every problem, each line
+        prefixed by `where` (e.g. "suites/x.yaml: run estimator.name=ste,seed=0")."""
+        problems = Problems(where)
+        if not isinstance(resolved, Mapping):
+            problems.add("", f"expected a mapping with sections {', '.join(RUN_SECTIONS)} and seed, {got(resolved)}")
+            problems.raise_if_any()
+        for key in resolved:
+            if key not in RUN_SECTIONS + ("seed",):
+                problems.unknown("", key, RUN_SECTIONS + ("seed",))
+        model = _model(problems, resolved.get("model", {}))
+        estimator = _estimator(problems, resolved.get("estimator", {}))
+        data = _data(problems, resolved.get("data", {}))
+        training = _section(problems, TrainingConfig, resolved.get("training", {}), "training")
+        metrics = _section(problems, MetricsConfig, resolved.get("metrics", {}), "metrics")
+        seed = resolved.get("seed", 0)
+        if not isinstance(seed, int) or isinstance(seed, bool):
+            problems.add("seed", f"expected an integer, {got(seed)}")
+        if model is not None:
+            family = models.get_family(model.family)
+            if estimator is not None:
+                reason = family.refusal(estimator.name, estimators.estimator_class(estimator.name).kind)
+                if reason:
+                    problems.add("estimator.name", f"{estimator.name!r} cannot be used with family "
+                                                   f"{model.family!r}: {reason}")
+            if data is not None:
+                kind = data_module.dataset_kind(data.name)
+                if kind != family.data_kind:
+                    problems.add("data.name", f"dataset {data.name!r} yields {kind} data but family "
+                                              f"{model.family!r} needs {family.data_kind} data")
+        problems.raise_if_any()
+        return cls(model, estimator, data, training, metrics, seed, copy.deepcopy(dict(resolved)))

@@ -13,9 +13,8 @@ fields are the parameters it accepts (name, type, default; a field without a def
 required), so the valid keys are introspectable with ``dataclasses.fields``, and a ``kind``,
 "image" or "video" (``dataset_kind(name)``).
 
-* ``build_dataset(name, params, split, seed)`` checks the params and builds the dataset.
-* ``validate_dataset_params(name, params)`` returns the problems as human-readable lines
-  without touching the disk, so a suite loader can refuse a bad config before anything runs.
+* ``build_dataset(data, split, seed)`` builds the dataset of a validated ``harness.config.DataConfig``;
+  the params are checked (types, ranges, unknown keys) by harness.schema when a suite is loaded.
 
 Datasets
 --------
@@ -33,20 +32,17 @@ validation pixel is ever seen in training.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import functools
 import importlib.util
-import numbers
 import operator
 import os
 import pickle
 import re
-import typing
 import warnings
 import zipfile
 import zlib
-from collections.abc import Callable, Mapping
-from dataclasses import MISSING, dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, NamedTuple
 
@@ -55,6 +51,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 from torch.utils.data import Dataset
+
+from .schema import setting, unknown_name
 
 __all__ = [
     "DATASETS",
@@ -71,7 +69,6 @@ __all__ = [
     "dataset_names",
     "natural_photos",
     "photo_split",
-    "validate_dataset_params",
 ]
 
 SPLITS = ("train", "val")
@@ -82,49 +79,6 @@ SPLITS = ("train", "val")
 # --------------------------------------------------------------------------------------
 
 
-class _Rule(NamedTuple):
-    """A value constraint on a parameter, checked by `validate_dataset_params`."""
-
-    holds: Callable[[Any], bool]
-    text: str
-
-
-_AT_LEAST_1 = _Rule(lambda v: v >= 1, "at least 1")
-_NON_NEGATIVE = _Rule(lambda v: v >= 0, "non-negative")
-_FRACTION = _Rule(lambda v: 0 < v < 1, "strictly between 0 and 1")
-
-
-def _param(default: Any = MISSING, rule: _Rule | None = None) -> Any:
-    """A Params field: no default means required; `rule` constrains its value."""
-    return field(default=default, metadata={"rule": rule} if rule else {})
-
-
-class _Type(NamedTuple):
-    """How a parameter type is described, accepted from a config, and normalized."""
-
-    description: str
-    accepts: Callable[[Any], bool]
-    convert: Callable[[Any], Any]
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
-
-
-_TYPES: dict[Any, _Type] = {
-    int: _Type("an integer", _is_int, int),
-    float: _Type(
-        "a number", lambda v: isinstance(v, numbers.Real) and not isinstance(v, bool), float
-    ),
-    str: _Type("a path string", lambda v: isinstance(v, (str, os.PathLike)), os.fspath),
-    tuple[str, ...]: _Type(
-        "a list of strings",
-        lambda v: isinstance(v, (list, tuple)) and all(isinstance(s, str) for s in v),
-        tuple,
-    ),
-}
-
-
 @dataclass(frozen=True)
 class PhotoParams:
     """Which photographs the photo datasets use (shared by natural_patches and panning_photos).
@@ -133,8 +87,8 @@ class PhotoParams:
     max_side (int, 256): each photograph is downscaled once so its short side is at most this.
     """
 
-    val_photos: int = _param(2, _AT_LEAST_1)
-    max_side: int = _param(256, _AT_LEAST_1)
+    val_photos: int = setting(2, at_least=1)
+    max_side: int = setting(256, at_least=1)
 
 
 @dataclass(frozen=True)
@@ -142,9 +96,9 @@ class NaturalPatchesParams(PhotoParams):
     """natural_patches: size (int, 32) crop side; train_patches (int, 8192) and val_patches
     (int, 1024) items per split; val_photos, max_side as in PhotoParams."""
 
-    size: int = _param(32, _AT_LEAST_1)
-    train_patches: int = _param(8192, _AT_LEAST_1)
-    val_patches: int = _param(1024, _AT_LEAST_1)
+    size: int = setting(32, at_least=1)
+    train_patches: int = setting(8192, at_least=1)
+    val_patches: int = setting(1024, at_least=1)
 
 
 @dataclass(frozen=True)
@@ -153,19 +107,19 @@ class PanningPhotosParams(PhotoParams):
     (int, 1024) and clips_val (int, 128) items per split; max_speed (float, 3.0) the largest
     speed in pixels per frame along each axis; val_photos, max_side as in PhotoParams."""
 
-    frames: int = _param(8, _AT_LEAST_1)
-    size: int = _param(32, _AT_LEAST_1)
-    clips_train: int = _param(1024, _AT_LEAST_1)
-    clips_val: int = _param(128, _AT_LEAST_1)
-    max_speed: float = _param(3.0, _NON_NEGATIVE)
+    frames: int = setting(8, at_least=1)
+    size: int = setting(32, at_least=1)
+    clips_train: int = setting(1024, at_least=1)
+    clips_val: int = setting(128, at_least=1)
+    max_speed: float = setting(3.0, at_least=0)
 
 
 @dataclass(frozen=True)
 class DigitsParams:
     """digits: size (int, 32) output side; val_fraction (float, 0.2) of the 1797 digits in val."""
 
-    size: int = _param(32, _AT_LEAST_1)
-    val_fraction: float = _param(0.2, _FRACTION)
+    size: int = setting(32, at_least=1)
+    val_fraction: float = setting(0.2, above=0, below=1)
 
 
 @dataclass(frozen=True)
@@ -174,17 +128,17 @@ class ImageFolderParams:
     then center crop); extensions (list of str, .jpg .jpeg .png); val_fraction (float, 0.1)
     used only when root has no train/val subfolders."""
 
-    root: str = _param()
-    size: int = _param(256, _AT_LEAST_1)
-    extensions: tuple[str, ...] = _param((".jpg", ".jpeg", ".png"))
-    val_fraction: float = _param(0.1, _FRACTION)
+    root: str = setting()
+    size: int = setting(256, at_least=1)
+    extensions: tuple[str, ...] = setting((".jpg", ".jpeg", ".png"))
+    val_fraction: float = setting(0.1, above=0, below=1)
 
 
 @dataclass(frozen=True)
 class Cifar10Params:
     """cifar10: root (str, required), the folder cifar-10-batches-py or its parent."""
 
-    root: str = _param()
+    root: str = setting()
 
 
 @dataclass(frozen=True)
@@ -193,11 +147,11 @@ class VideoFolderParams:
     side; stride (int, 1) step between the frames of a clip; val_fraction (float, 0.1) used
     only when root has no train/val subfolders."""
 
-    root: str = _param()
-    frames: int = _param(16, _AT_LEAST_1)
-    size: int = _param(64, _AT_LEAST_1)
-    stride: int = _param(1, _AT_LEAST_1)
-    val_fraction: float = _param(0.1, _FRACTION)
+    root: str = setting()
+    frames: int = setting(16, at_least=1)
+    size: int = setting(64, at_least=1)
+    stride: int = setting(1, at_least=1)
+    val_fraction: float = setting(0.1, above=0, below=1)
 
 
 # --------------------------------------------------------------------------------------
@@ -805,7 +759,7 @@ class Cifar10(Dataset):
 class SyntheticParams:
     """synthetic: size (int, 1) items per split."""
 
-    size: int = _param(1, _AT_LEAST_1)
+    size: int = setting(1, at_least=1)
 
 
 class Synthetic(Dataset):
@@ -851,27 +805,10 @@ def dataset_names() -> list[str]:
     return sorted(DATASETS)
 
 
-def _closest(name: str, choices) -> str | None:
-    match = difflib.get_close_matches(str(name), list(choices), n=1, cutoff=0.5)
-    return match[0] if match else None
-
-
-def _did_you_mean(name: str, choices) -> str:
-    hint = _closest(name, choices)
-    return f" Did you mean {hint!r}?" if hint else ""
-
-
-def _unknown_dataset(name: str) -> str:
-    return (
-        f"unknown dataset {name!r}.{_did_you_mean(name, DATASETS)} "
-        f"Valid names: {', '.join(dataset_names())}"
-    )
-
-
 def _dataset_class(name: str) -> type[Dataset]:
     """The class registered as `name`; an unknown name raises ValueError with the closest."""
     if name not in DATASETS:
-        raise ValueError(_unknown_dataset(name))
+        raise ValueError(unknown_name("dataset", name, DATASETS))
     return DATASETS[name]
 
 
@@ -880,53 +817,9 @@ def dataset_kind(name: str) -> str:
     return _dataset_class(name).kind
 
 
-def validate_dataset_params(name: str, params: Mapping[str, Any]) -> list[str]:
-    """Problems with `params` for dataset `name`, one human-readable line each; [] if none.
-
-    Checks the dataset name, unknown keys (with the closest valid one), missing required
-    keys, types and value ranges. Never touches the disk.
-    """
-    if name not in DATASETS:
-        return [_unknown_dataset(name)]
-    if not isinstance(params, Mapping):
-        return [f"dataset {name!r}: params must be a mapping, got {type(params).__name__}"]
-    spec = DATASETS[name].Params
-    fields = {f.name: f for f in dataclasses.fields(spec)}
-    hints = typing.get_type_hints(spec)
-    problems = []
-    for key, value in params.items():
-        if key not in fields:
-            problems.append(
-                f"dataset {name!r} has no parameter {key!r}.{_did_you_mean(key, fields)} "
-                f"Valid parameters: {', '.join(fields)}"
-            )
-            continue
-        expected, rule = _TYPES[hints[key]], fields[key].metadata.get("rule")
-        if not expected.accepts(value):
-            problems.append(
-                f"dataset {name!r}: parameter {key!r} must be {expected.description}, "
-                f"got {value!r} ({type(value).__name__})"
-            )
-        elif rule and not rule.holds(value):
-            problems.append(f"dataset {name!r}: parameter {key!r} must be {rule.text}, got {value!r}")
-    problems.extend(
-        f"dataset {name!r}: missing required parameter {key!r}"
-        for key, f in fields.items()
-        if f.default is MISSING and key not in params
-    )
-    return problems
-
-
-def build_dataset(name: str, params: Mapping[str, Any], split: str, seed: int) -> Dataset:
-    """The dataset `name` for `split` ("train" or "val") and `seed`, built from `params`.
-
-    Raises ValueError for an unknown name, split or invalid params (all problems listed).
-    """
-    dataset_class = _dataset_class(name)
+def build_dataset(data, split: str, seed: int) -> Dataset:
+    """The dataset of `data` (a validated harness.config.DataConfig: name and Params instance) for `split`
+    ("train" or "val") and `seed`. Raises ValueError for an unknown split."""
+    dataset_class = _dataset_class(data.name)
     _check_split(split)
-    problems = validate_dataset_params(name, params)
-    if problems:
-        raise ValueError("invalid dataset config:\n  " + "\n  ".join(problems))
-    hints = typing.get_type_hints(dataset_class.Params)
-    values = {key: _TYPES[hints[key]].convert(value) for key, value in params.items()}
-    return dataset_class(dataset_class.Params(**values), split, operator.index(seed))
+    return dataset_class(data.params, split, operator.index(seed))

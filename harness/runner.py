@@ -56,7 +56,7 @@ def mark_run(spec: RunSpec, out: str | Path, status: RunStatus, **fields) -> dic
     directory = store.run_dir(out, spec.suite, spec.run_id)
     record = store.read_record(directory) or {
         "run_id": spec.run_id, "suite": spec.suite, "label": spec.label, "profile": spec.profile,
-        "config": spec.config, "attempts": 0, "requeues": 0,
+        "config": spec.config.resolved, "attempts": 0, "requeues": 0,
     }
     record.update(status=RunStatus(status).value, finished=_now(), **fields)
     store.write_json(directory / store.RECORD, record)
@@ -85,7 +85,7 @@ def execute_run(spec: RunSpec, out: str | Path, force: bool = False, progress: b
             (directory / store.CHECKPOINT).unlink(missing_ok=True)
         record = {
             "run_id": spec.run_id, "suite": spec.suite, "label": spec.label, "profile": spec.profile,
-            "config": spec.config, "status": "running", "started": _now(), "step": None,
+            "config": spec.config.resolved, "status": "running", "started": _now(), "step": None,
             "resumed": (directory / store.CHECKPOINT).exists(),
             "attempts": previous.get("attempts", 0) + 1, "requeues": previous.get("requeues", 0),
             "provenance": provenance(), **(extra or {}),

@@ -15,27 +15,23 @@ from pathlib import Path
 
 import yaml
 
-import estimators
 import models
 from estimators.registry import closest
-from models.registry import param_fields
 
-from . import config as config_module
-from . import data as data_module
+from .config import RUN_SECTIONS, ConfigError, Problems, RunConfig, SlurmConfig
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SUITES_DIR = PROJECT_ROOT / "suites"
 TOP_KEYS = ("name", "description", "seeds", "base", "profiles", "default_profile", "grid", "zip", "exclude",
             "paper", "report", "slurm")
-RUN_SECTIONS = ("model", "estimator", "data", "training", "metrics")
-#: Sections that other modules validate themselves (report generator, slurm executor).
+#: Top-level sections besides the run sections that `--set` may change.
 FREE_SECTIONS = ("paper", "report", "slurm")
 #: Keys a profile may set besides the run sections: they replace the suite's own (e.g. the paper profile
 #: crosses the paper's settings, the cpu profile small stand-ins).
 PROFILE_EXPANSION_KEYS = ("seeds", "grid", "zip", "exclude")
 
 
-class SuiteError(ValueError):
+class SuiteError(ConfigError):
     """A suite file is invalid; the message names the file, the key path and the fix."""
 
 
@@ -45,7 +41,7 @@ class RunSpec:
 
     suite: str
     run_id: str
-    config: dict  # sections model, estimator, data, training, metrics, and seed
+    config: RunConfig  # validated; config.resolved is the plain dict the run id hashes
     label: dict  # the values that vary across the suite (grid/zip keys and seed)
     profile: str | None = None
 
@@ -58,6 +54,7 @@ class Suite:
     profile: str | None
     runs: list[RunSpec]
     raw: dict = field(repr=False, default_factory=dict)
+    slurm: SlurmConfig = field(default_factory=SlurmConfig)
 
     @property
     def paper(self) -> dict:
@@ -66,10 +63,6 @@ class Suite:
     @property
     def report(self) -> dict:
         return self.raw.get("report") or {}
-
-    @property
-    def slurm(self) -> dict:
-        return self.raw.get("slurm") or {}
 
 
 # -- small helpers ----------------------------------------------------------------------------------------
@@ -146,72 +139,9 @@ def run_id_of(config: dict) -> str:
     return hashlib.sha1(canonical.encode()).hexdigest()[:12]
 
 
-# -- type checking ----------------------------------------------------------------------------------------
+# -- loading and expansion --------------------------------------------------------------------------------
 
-def type_problem(value, annotation: str) -> str | None:
-    """None if `value` fits the dataclass annotation string, else what was expected."""
-    options = [part.strip() for part in str(annotation).split("|")]
-    for option in options:
-        if option == "None" and value is None:
-            return None
-        if option == "bool" and isinstance(value, bool):
-            return None
-        if option == "int" and isinstance(value, int) and not isinstance(value, bool):
-            return None
-        if option == "float" and isinstance(value, (int, float)) and not isinstance(value, bool):
-            return None
-        if option == "str" and isinstance(value, str):
-            return None
-        if option in ("list", "tuple") and isinstance(value, (list, tuple)):
-            return None
-        if option == "dict" and isinstance(value, dict):
-            return None
-    article = {"int": "an int"}
-    expected = " or ".join("null" if o == "None" else ("a number" if o == "float" else article.get(o, f"a {o}"))
-                           for o in options)
-    return f"expected {expected}, got {value!r} ({type(value).__name__})"
-
-
-# -- validation -------------------------------------------------------------------------------------------
-
-class _Problems:
-    def __init__(self, path: Path):
-        self.path = path
-        self.lines: list[str] = []
-
-    def add(self, key_path: str, message: str) -> None:
-        line = f"{self.path}: {key_path}: {message}"
-        if line not in self.lines:
-            self.lines.append(line)
-
-    def unknown(self, key_path: str, key: str, valid) -> None:
-        hint = closest(key, valid)
-        self.add(f"{key_path}.{key}" if key_path else key,
-                 f"unknown key {key!r}." + (f" Did you mean {hint!r}?" if hint else "")
-                 + f" Valid keys: {', '.join(sorted(valid))}")
-
-    def raise_if_any(self) -> None:
-        if self.lines:
-            raise SuiteError("invalid suite:\n  " + "\n  ".join(self.lines))
-
-
-def _check_fields(problems: _Problems, where: str, values: dict, types: dict, section: str | None = None):
-    for key, value in values.items():
-        if key not in types:
-            problems.unknown(where, key, types)
-            continue
-        problem = type_problem(value, types[key])
-        if problem:
-            problems.add(f"{where}.{key}", problem)
-            continue
-        choices = config_module.CHOICES.get((section, key))
-        if choices and value not in choices:
-            hint = closest(value, choices)
-            problems.add(f"{where}.{key}", f"{value!r} is not one of {', '.join(choices)}"
-                         + (f"; did you mean {hint!r}?" if hint else ""))
-
-
-def _check_sections_shape(problems: _Problems, where: str, layer, extra_keys: tuple = ()) -> None:
+def _check_sections_shape(problems: Problems, where: str, layer, extra_keys: tuple = ()) -> None:
     if layer is None:
         return
     if not isinstance(layer, dict):
@@ -226,75 +156,6 @@ def _check_sections_shape(problems: _Problems, where: str, layer, extra_keys: tu
             problems.add(f"{where}.{key}", f"expected a mapping, got {value!r}")
 
 
-def validate_run(problems: _Problems, where: str, config: dict) -> None:
-    """Validate one resolved run configuration; `where` names the source (e.g. 'run estimator=ste,seed=0')."""
-    model_cfg = config.get("model", {})
-    family_name = model_cfg.get("family")
-    family = None
-    if family_name is None:
-        problems.add(f"{where}: model.family", f"missing; valid families: {', '.join(models.family_names())}")
-    else:
-        try:
-            family = models.get_family(family_name)
-        except ValueError as error:
-            problems.add(f"{where}: model.family", str(error))
-    if family is not None:
-        preset = model_cfg.get("preset")
-        if preset is not None and preset not in family.presets:
-            hint = closest(preset, family.presets)
-            problems.add(f"{where}: model.preset", f"family {family_name!r} has no preset {preset!r}."
-                         + (f" Did you mean {hint!r}?" if hint else "")
-                         + f" Valid: {', '.join(sorted(family.presets))}")
-        types = {name: f.type for name, f in param_fields(family).items()}
-        params = {k: v for k, v in model_cfg.items() if k not in ("family", "preset")}
-        before = len(problems.lines)
-        _check_fields(problems, f"{where}: model", params, types)
-        if len(problems.lines) == before:
-            for message in family.check_params(family.Params(**params)):
-                problems.add(f"{where}: model", f"impossible combination: {message}")
-
-    est_cfg = config.get("estimator", {})
-    est_name = est_cfg.get("name")
-    if est_name is None:
-        problems.add(f"{where}: estimator.name", f"missing; valid: {', '.join(estimators.names())}")
-    else:
-        params = {k: v for k, v in est_cfg.items() if k != "name"}
-        try:
-            estimator = estimators.get(est_name, **params)
-        except (ValueError, TypeError) as error:
-            problems.add(f"{where}: estimator", str(error))
-        else:
-            if family is not None:
-                reason = family.refusal(est_name, estimator.kind)
-                if reason:
-                    problems.add(f"{where}: estimator.name",
-                                 f"{est_name!r} cannot be used with family {family_name!r}: {reason}")
-
-    data_cfg = config.get("data", {})
-    data_name = data_cfg.get("name")
-    if data_name is None:
-        problems.add(f"{where}: data.name", f"missing; valid: {', '.join(data_module.dataset_names())}")
-    elif data_name not in data_module.dataset_names():
-        hint = closest(data_name, data_module.dataset_names())
-        problems.add(f"{where}: data.name", f"unknown dataset {data_name!r}." + (f" Did you mean {hint!r}?" if hint else "")
-                     + f" Valid: {', '.join(data_module.dataset_names())}")
-    else:
-        for message in data_module.validate_dataset_params(data_name, {k: v for k, v in data_cfg.items() if k != "name"}):
-            problems.add(f"{where}: data", message)
-        kind = data_module.dataset_kind(data_name)
-        if family is not None and kind != family.data_kind:
-            problems.add(f"{where}: data.name", f"dataset {data_name!r} yields {kind} data but family "
-                         f"{family_name!r} needs {family.data_kind} data")
-
-    for section, cls in config_module.SECTION_TYPES.items():
-        _check_fields(problems, f"{where}: {section}", config.get(section, {}), config_module.field_types(cls), section)
-    training = config.get("training", {})
-    if training.get("steps") is None and training.get("epochs") is None:
-        problems.add(f"{where}: training", "set training.steps (or training.epochs)")
-
-
-# -- loading and expansion --------------------------------------------------------------------------------
-
 def _read_yaml(path: Path) -> dict:
     try:
         raw = yaml.safe_load(path.read_text())
@@ -305,7 +166,7 @@ def _read_yaml(path: Path) -> dict:
     return raw
 
 
-def _grid_points(problems: _Problems, raw: dict) -> list[dict]:
+def _grid_points(problems: Problems, raw: dict) -> list[dict]:
     """The grid × zip points as {dotted key: value} dicts."""
     axes: list[list[dict]] = []
     grid = raw.get("grid") or {}
@@ -349,7 +210,7 @@ def load_suite(name_or_path, profile: str | None = None, overrides: list[str] | 
     """Load, validate and expand a suite; raises SuiteError listing every problem, before anything runs."""
     path = resolve_suite_path(name_or_path)
     raw = _read_yaml(path)
-    problems = _Problems(path)
+    problems = Problems(str(path))
     for key in raw:
         if key not in TOP_KEYS:
             problems.unknown("", key, TOP_KEYS)
@@ -378,7 +239,7 @@ def load_suite(name_or_path, profile: str | None = None, overrides: list[str] | 
         hint = closest(profile, profiles)
         problems.add("profile", f"suite has no profile {profile!r}." + (f" Did you mean {hint!r}?" if hint else "")
                      + f" Valid: {', '.join(sorted(profiles)) or '(none)'}")
-    for section in FREE_SECTIONS:
+    for section in ("paper", "report"):
         if raw.get(section) is not None and not isinstance(raw[section], dict):
             problems.add(section, "expected a mapping")
     try:
@@ -394,7 +255,8 @@ def load_suite(name_or_path, profile: str | None = None, overrides: list[str] | 
         if section in set_layer:
             raw[section] = deep_merge(raw.get(section) or {}, set_layer[section])
     points = _grid_points(problems, raw)
-    problems.raise_if_any()
+    slurm = _slurm(problems, raw.get("slurm"), path)
+    _raise_if_any(problems)
 
     profile_sections = {k: v for k, v in (profiles.get(profile) or {}).items() if k in RUN_SECTIONS}
     base = deep_merge(raw.get("base") or {}, profile_sections)
@@ -412,20 +274,37 @@ def load_suite(name_or_path, profile: str | None = None, overrides: list[str] | 
             if _excluded(raw.get("exclude"), point, run_config):
                 continue
             where = "run " + ",".join(f"{k}={v}" for k, v in label.items())
-            validate_run(problems, where, run_config)
+            try:
+                validated = RunConfig.from_resolved(run_config, where=f"{path}: {where}")
+            except ConfigError as error:
+                problems.take(error)
+                continue
             run_id = run_id_of(run_config)
             if run_id in seen:
                 continue
             seen[run_id] = label
-            runs.append(RunSpec(name, run_id, run_config, label, profile))
+            runs.append(RunSpec(name, run_id, validated, label, profile))
     if not runs and not problems.lines:
         problems.add("grid", "the suite expands to no runs (check exclude)")
-    problems.raise_if_any()
+    _raise_if_any(problems)
     return Suite(name=name, path=path, description=str(raw.get("description", "")), profile=profile,
-                 runs=runs, raw=raw)
+                 runs=runs, raw=raw, slurm=slurm)
 
 
-def _with_preset(problems: _Problems, layered: dict) -> dict:
+def _raise_if_any(problems: Problems) -> None:
+    problems.raise_if_any(SuiteError, "invalid suite")
+
+
+def _slurm(problems: Problems, section, path: Path) -> SlurmConfig:
+    """The validated ``slurm:`` section (defaults when it is wrong; its problems are recorded)."""
+    try:
+        return SlurmConfig.from_section(section, where=str(path))
+    except ConfigError as error:
+        problems.take(error)
+        return SlurmConfig()
+
+
+def _with_preset(problems: Problems, layered: dict) -> dict:
     """Put the family preset underneath the layered config (model params and training defaults)."""
     model_cfg = layered.get("model") or {}
     family_name, preset_name = model_cfg.get("family"), model_cfg.get("preset")

@@ -18,13 +18,12 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Sampler
 
-import estimators
 import models
 from models.base import StepContext
 
-from . import config as config_module
 from . import data as data_module
 from . import store
+from .config import RunConfig
 from .diagnostics import gradient_diagnostics, supports_diagnostics
 
 
@@ -104,27 +103,25 @@ def _mean_last(history: list[dict], key: str, window: int) -> float | None:
     return float(np.mean(values)) if values else None
 
 
-def train_run(config: dict, directory: Path, progress: bool = True, label: str = "",
+def train_run(config: RunConfig, directory: Path, progress: bool = True, label: str = "",
               should_stop=None) -> RunResult:
-    """Train the run described by the resolved `config`, writing checkpoint and history into `directory`.
+    """Train the run described by the validated `config`, writing checkpoint and history into `directory`.
 
     `should_stop()` is polled at every step boundary (the SLURM executor sets it on preemption or time-out):
     when it returns True the run checkpoints and returns with status `preempted`, to be resumed later.
     """
     started = time.time()
-    training = config_module.build(config_module.TrainingConfig, config["training"])
-    metrics_cfg = config_module.build(config_module.MetricsConfig, config.get("metrics", {}))
-    seed = int(config["seed"])
+    training = config.training
+    metrics_cfg = config.metrics
+    seed = config.seed
     seed_everything(seed)
     device = resolve_device(training.device)
-    data_cfg = {k: v for k, v in config["data"].items() if k != "name"}
-    train_set = data_module.build_dataset(config["data"]["name"], data_cfg, "train", seed)
-    val_set = data_module.build_dataset(config["data"]["name"], data_cfg, "val", seed)
+    train_set = data_module.build_dataset(config.data, "train", seed)
+    val_set = data_module.build_dataset(config.data, "val", seed)
     steps = total_steps(training, len(train_set))
 
-    est_cfg = dict(config["estimator"])
-    estimator = estimators.get(est_cfg.pop("name"), **est_cfg)
-    model = models.build_model(config["model"], estimator).to(device)
+    estimator = config.estimator.build()
+    model = models.build_model(config.model, estimator).to(device)
     optimizers = model.configure_optimizers(training)
     schedulers = {
         name: torch.optim.lr_scheduler.LambdaLR(opt, partial(

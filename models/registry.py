@@ -1,7 +1,5 @@
-"""The model-family registry: `get_family(name)`, `family_names()`, and `build_model(model_cfg, estimator)`."""
+"""The model-family registry: `get_family(name)`, `family_names()`, and `build_model(model, estimator)`."""
 from __future__ import annotations
-
-import dataclasses
 
 from estimators.registry import closest
 
@@ -29,20 +27,7 @@ def get_family(name: str) -> type:
         raise ValueError(f"unknown model family {name!r}.{suggestion} Valid: {', '.join(family_names())}") from None
 
 
-def param_fields(family: type) -> dict[str, dataclasses.Field]:
-    return {f.name: f for f in dataclasses.fields(family.Params)}
-
-
-def build_params(family: type, values: dict):
-    """The family's Params dataclass from a dict (unknown keys are refused by harness.suite before this)."""
-    return family.Params(**values)
-
-
-def build_model(model_cfg: dict, estimator):
-    """Instantiate the family named by model_cfg["family"] with the remaining keys as its params.
-
-    `model_cfg` is the resolved model section (preset already merged in by harness.suite).
-    """
-    family = get_family(model_cfg["family"])
-    values = {k: v for k, v in model_cfg.items() if k not in ("family", "preset")}
-    return family(build_params(family, values), estimator)
+def build_model(model, estimator):
+    """Instantiate the family of `model` (a validated harness.config.ModelConfig: family name, preset, and
+    the family's Params instance with the preset already merged in) around `estimator`."""
+    return get_family(model.family)(model.params, estimator)

@@ -10,7 +10,22 @@ import torch
 from PIL import Image
 
 from harness import data
-from harness.data import DATASETS, build_dataset, dataset_names, validate_dataset_params
+from harness.config import ConfigError, DataConfig
+from harness.data import DATASETS, dataset_names
+
+
+def build_dataset(name: str, params: dict, split: str, seed: int):
+    """Dataset `name` built as a suite run builds it: params validated into a DataConfig first."""
+    return data.build_dataset(DataConfig.from_section({"name": name, **params}), split, seed)
+
+
+def problems_of(section) -> list[str]:
+    """The problem lines of a data section ([] if it is valid)."""
+    try:
+        DataConfig.from_section(section)
+    except ConfigError as error:
+        return error.problems
+    return []
 
 
 def as_unit(pixels):
@@ -327,24 +342,27 @@ def test_unknown_dataset_suggests_closest():
     with pytest.raises(ValueError, match="'natural_patches'") as error:
         build_dataset("natural_patch", {}, "train", seed=0)
     assert "Valid names" in str(error.value) and "cifar10" in str(error.value)
-    assert "natural_patches" in validate_dataset_params("natural_patch", {})[0]
+    assert "natural_patches" in problems_of({"name": "natural_patch"})[0]
 
 
 def test_validate_dataset_params():
-    problems = validate_dataset_params("natural_patches", {"sise": 16})
+    problems = problems_of({"name": "natural_patches", "sise": 16})
     assert len(problems) == 1 and "'sise'" in problems[0] and "Did you mean 'size'" in problems[0]
-    assert validate_dataset_params("natural_patches", {}) == []
+    assert problems[0].startswith("data.sise: unknown key 'sise'.")
+    assert problems_of({"name": "natural_patches"}) == []
     # no disk access: a root that does not exist is only found out when building
-    assert validate_dataset_params("image_folder", {"root": "/does/not/exist/yet"}) == []
-    assert validate_dataset_params("image_folder", {"root": "r", "extensions": ["png", "jpg"]}) == []
-    assert validate_dataset_params("panning_photos", {"max_speed": 2}) == []
-    problems = validate_dataset_params("image_folder", {"size": "32", "val_fraction": 1.0})
-    assert any("'size'" in p and "integer" in p for p in problems)
-    assert any("'val_fraction'" in p and "between 0 and 1" in p for p in problems)
-    assert any("missing required parameter 'root'" in p for p in problems)
-    assert "integer" in validate_dataset_params("digits", {"size": True})[0]
-    assert "at least 1" in validate_dataset_params("video_folder", {"root": "r", "stride": 0})[0]
-    assert "mapping" in validate_dataset_params("digits", [("size", 8)])[0]
+    assert problems_of({"name": "image_folder", "root": "/does/not/exist/yet"}) == []
+    assert problems_of({"name": "image_folder", "root": "r", "extensions": ["png", "jpg"]}) == []
+    assert problems_of({"name": "panning_photos", "max_speed": 2}) == []
+    problems = problems_of({"name": "image_folder", "size": "32", "val_fraction": 1.0})
+    assert any("data.size:" in p and "integer" in p for p in problems)
+    assert any("data.val_fraction:" in p and "between 0 and 1" in p for p in problems)
+    assert any("data.root: missing" in p for p in problems)
+    assert "integer" in problems_of({"name": "digits", "size": True})[0]
+    assert "at least 1" in problems_of({"name": "video_folder", "root": "r", "stride": 0})[0]
+    assert "mapping" in problems_of([("name", "digits"), ("size", 8)])[0]
+    assert DataConfig.from_section({"name": "image_folder", "root": "r", "extensions": ["png"]}).params.extensions == (
+        "png",)  # a YAML list becomes the tuple the Params declare
 
 
 def test_build_dataset_rejects_bad_params_and_split():

@@ -212,20 +212,18 @@ def test_provenance_records_the_mode(monkeypatch):
 def test_cpu_profiles_of_the_suites_stay_eager_in_auto():
     """README: the suites' CPU settings never reach the auto threshold, so their results need no compiler."""
     from harness.suite import SUITES_DIR, load_suite
-    from models.registry import build_params, get_family
+    from models.registry import get_family
 
     checked = 0
     for path in sorted(SUITES_DIR.glob("*.yaml")):
         has_cpu_profile = "cpu" in (yaml.safe_load(path.read_text()).get("profiles") or {})
         suite = load_suite(path, profile="cpu" if has_cpu_profile else None)
         for spec in suite.runs:
-            model = dict(spec.config["model"])
-            family = get_family(model.pop("family"))
-            model.pop("preset", None)
+            family = get_family(spec.config.model.family)
             if not hasattr(family, "latent_shape"):
                 continue  # synthetic problems: a few hundred 2-D points
-            latent = family.latent_shape(build_params(family, model))
-            elements = spec.config["training"]["batch_size"] * int(torch.Size(latent).numel())
+            latent = family.latent_shape(spec.config.model.params)
+            elements = spec.config.training.batch_size * int(torch.Size(latent).numel())
             assert elements < fused.FUSED_MIN_ELEMENTS, (path.name, spec.label, latent)
             checked += 1
     assert checked > 50

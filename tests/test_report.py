@@ -68,10 +68,10 @@ SUITE = {
 
 def write_fake_runs(out: Path, suite) -> None:
     for spec in suite.runs:
-        lookup, approach, seed = spec.config["model"]["lookup"], spec.config["estimator"]["name"], spec.config["seed"]
+        lookup, approach, seed = spec.config.model.params.lookup, spec.config.estimator.name, spec.config.seed
         directory = store.run_dir(out, spec.suite, spec.run_id)
         record = {"run_id": spec.run_id, "suite": spec.suite, "label": spec.label, "profile": "cpu",
-                  "config": spec.config, "status": "finished", "step": 5, "started": "x", "finished": "y",
+                  "config": spec.config.resolved, "status": "finished", "step": 5, "started": "x", "finished": "y",
                   "provenance": {"git_commit": "0123456789abcdef0123", "git_dirty": False}}
         if failed(lookup, approach, seed):
             record.update(status="error", traceback="Traceback ...\nRuntimeError: boom")
@@ -404,10 +404,10 @@ def test_section_ratio_agreement(tmp_path):
     path.write_text(yaml.safe_dump(raw, sort_keys=False))
     suite = load_suite(path)
     for spec in suite.runs:
-        value = (0.2 if spec.config["estimator"]["name"] == "reflection" else 0.1) + 0.01 * spec.config["seed"]
+        value = (0.2 if spec.config.estimator.name == "reflection" else 0.1) + 0.01 * spec.config.seed
         store.write_json(store.run_dir(tmp_path / "out", spec.suite, spec.run_id) / store.RECORD,
                          {"run_id": spec.run_id, "suite": spec.suite, "label": spec.label, "profile": "cpu",
-                          "config": spec.config, "status": "finished", "metrics": {"val_rec_loss": value}})
+                          "config": spec.config.resolved, "status": "finished", "metrics": {"val_rec_loss": value}})
     suite_dir = store.suite_dir(tmp_path / "out", suite.name)
     report.write_suite_report(suite_dir, suite=suite, figures=False)
     df = store.load_results(suite_dir)
@@ -455,17 +455,17 @@ def test_paper_suite_loads_and_maps_onto_the_paper(name, profile, tmp_path):
     suite = load_suite(SUITES_DIR / f"{name}.yaml", profile=profile)
     assert suite.runs and all(s.profile == profile for s in suite.runs)
     if profile == "cpu":
-        assert all(s.config["model"]["preset"] == "cpu" for s in suite.runs)
-        assert all(s.config["training"]["steps"] <= 300 for s in suite.runs)
+        assert all(s.config.resolved["model"]["preset"] == "cpu" for s in suite.runs)
+        assert all(s.config.resolved["training"]["steps"] <= 300 for s in suite.runs)
     else:
-        assert all(s.config["model"]["preset"] != "cpu" for s in suite.runs)
+        assert all(s.config.resolved["model"]["preset"] != "cpu" for s in suite.runs)
         for spec in suite.runs:  # the paper profile runs the paper presets unchanged
-            preset = models.get_family(spec.config["model"]["family"]).presets[spec.config["model"]["preset"]]
-            assert {k: spec.config["model"][k] for k in preset["model"]} == preset["model"], name
+            preset = models.get_family(spec.config.model.family).presets[spec.config.model.preset]
+            assert {k: spec.config.resolved["model"][k] for k in preset["model"]} == preset["model"], name
     for spec in suite.runs:  # fake records: every run must land in a paper setting
         store.write_json(store.run_dir(tmp_path, spec.suite, spec.run_id) / store.RECORD,
                          {"run_id": spec.run_id, "suite": spec.suite, "label": spec.label, "profile": profile,
-                          "config": spec.config, "status": "finished", "metrics": {"val_rec_loss": 0.1}})
+                          "config": spec.config.resolved, "status": "finished", "metrics": {"val_rec_loss": 0.1}})
     tables = report.build_tables(store.load_results(store.suite_dir(tmp_path, suite.name)), suite)
     blocks = [b for t in tables for b in t.blocks]
     named = report._as_list(suite.paper.get("table")) + report._as_list(suite.paper.get("section"))

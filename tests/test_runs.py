@@ -42,7 +42,7 @@ def estimator_runs(tmp_path_factory):
         records = run_local(suite.runs, out, progress=False)
     finally:
         torch.set_num_threads(threads)
-    by_name = {spec.config["estimator"]["name"]: (spec, store.run_dir(out, suite.name, spec.run_id))
+    by_name = {spec.config.resolved["estimator"]["name"]: (spec, store.run_dir(out, suite.name, spec.run_id))
                for spec in suite.runs}
     return {"suite": suite, "path": path, "out": out, "records": records, "runs": by_name}
 
@@ -59,7 +59,7 @@ def test_estimator_run_finishes_with_sane_metrics(estimator_runs, name):
     record = read_record(directory)
     assert record["status"] == "finished", record.get("traceback", "")[-3000:]
     assert record["run_id"] == spec.run_id and record["suite"] == "harness_test_estimators"
-    assert record["config"] == spec.config
+    assert record["config"] == spec.config.resolved
     assert record["label"] == {"estimator.name": name, "seed": 0}
     assert record["attempts"] == 1 and record["resumed"] is False
     assert record["step"] == STEPS
@@ -226,8 +226,8 @@ def test_exception_in_train_run_is_recorded(tmp_path, monkeypatch):
     calls = []
 
     def flaky(config, directory, **kwargs):
-        calls.append(config["estimator"]["name"])
-        if config["estimator"]["name"] == "ste":
+        calls.append(config.estimator.name)
+        if config.estimator.name == "ste":
             raise RuntimeError("boom: simulated failure")
         return real(config, directory, **kwargs)
 

@@ -16,7 +16,8 @@ import submitit
 
 from harness import store
 from harness import slurm as hs
-from harness.slurm import collect, files, settings, states, validation
+from harness.config import DEFAULT_TIMEOUT_MIN, ConfigError, SlurmConfig, parse_time
+from harness.slurm import collect, files, settings, states
 from harness.status import RunStatus
 from harness.suite import SuiteError, load_suite
 
@@ -63,7 +64,7 @@ def write_suite(tmp_path: Path, slurm=None, seeds=(0, 1, 2), name="slurm_unit", 
 def write_record(out: Path, spec, status: str, **fields) -> None:
     directory = store.run_dir(out, spec.suite, spec.run_id)
     store.write_json(directory / store.RECORD, {"run_id": spec.run_id, "suite": spec.suite, "label": spec.label,
-                                                 "config": spec.config, "status": status, **fields})
+                                                 "config": spec.config.resolved, "status": status, **fields})
 
 
 def write_result(job, outcome: tuple) -> None:
@@ -76,10 +77,19 @@ def status_of(out: Path, spec) -> dict:
     return store.read_record(store.run_dir(out, spec.suite, spec.run_id))
 
 
-# -- validation ---------------------------------------------------------------------------------------------
+# -- validation (harness.config.SlurmConfig, which load_suite applies) ---------------------------------------
+
+def slurm_problems(section, source: str) -> list[str]:
+    """Every problem of a ``slurm:`` section, one line each: ``<source>: slurm.<key>: <message>``."""
+    try:
+        SlurmConfig.from_section(section, where=source)
+    except ConfigError as error:
+        return error.problems
+    return []
+
 
 def test_unknown_key_names_the_closest_and_lists_valid_keys():
-    problems = validation.validate_slurm_config({"partiton": "gpu"}, "suites/x.yaml")
+    problems = slurm_problems({"partiton": "gpu"}, "suites/x.yaml")
     assert len(problems) == 1
     line = problems[0]
     assert line.startswith("suites/x.yaml: slurm.partiton: unknown key 'partiton'.")
@@ -91,7 +101,7 @@ def test_int_time_is_rejected_with_the_quoting_hint(tmp_path):
     # PyYAML reads an unquoted 10:30 as the base-60 integer 630
     path = write_suite(tmp_path, text="name: t\nbase: {}\nslurm:\n  time: 10:30\n")
     assert yaml.safe_load(path.read_text())["slurm"]["time"] == 630
-    problems = validation.validate_slurm_config({"time": 630}, str(path))
+    problems = slurm_problems({"time": 630}, str(path))
     assert len(problems) == 1
     assert f"{path}: slurm.time:" in problems[0]
     assert 'time: "10:30"' in problems[0] and "630" in problems[0] and "timeout_min" in problems[0]
@@ -101,19 +111,17 @@ def test_int_time_from_a_suite_file_and_from_set_is_refused_before_submission(tm
     path = write_suite(tmp_path, slurm={"partition": "debug"})
     text = path.read_text() + "  time: 10:30\n"
     path.write_text(text)
-    suite = load_suite(path)
     with pytest.raises(SuiteError, match=r'slurm\.time: got the integer 630.*time: "10:30"'):
-        hs.slurm_settings(suite)
-    suite = load_suite(write_suite(tmp_path, name="other"), overrides=["slurm.time=10:30"])
+        load_suite(path)
     with pytest.raises(SuiteError, match="quoted"):
-        hs.run_slurm(suite, tmp_path / "results", wait=False, progress=False)
+        load_suite(write_suite(tmp_path, name="other"), overrides=["slurm.time=10:30"])
     quoted = load_suite(write_suite(tmp_path, name="third"), overrides=['slurm.time="10:30"'])
     assert hs.slurm_settings(quoted).parameters["timeout_min"] == 11  # 10 min 30 s, rounded up
 
 
 @pytest.mark.parametrize("cfg, key, fragment", [
-    ({"cpus_per_task": "4"}, "cpus_per_task", "expected an integer, got '4' (str)"),
-    ({"cpus_per_task": 0}, "cpus_per_task", "expected an integer >= 1"),
+    ({"cpus_per_task": "4"}, "cpus_per_task", "expected an integer or null, got '4' (str)"),
+    ({"cpus_per_task": 0}, "cpus_per_task", "must be at least 1, got 0"),
     ({"gpus_per_node": 1.5}, "gpus_per_node", "expected an integer"),
     ({"mem_gb": "16G"}, "mem_gb", "expected a number"),
     ({"mem_gb": -1}, "mem_gb", "positive"),
@@ -128,28 +136,28 @@ def test_int_time_from_a_suite_file_and_from_set_is_refused_before_submission(tm
     ({"time": "00:00:00"}, "time", "zero"),
     ({"time": "1:00:00", "timeout_min": 60}, "time", "either time or timeout_min"),
     ({"timeout_min": "60"}, "timeout_min", "expected an integer"),
-    ({"array_parallelism": 0}, "array_parallelism", ">= 1"),
+    ({"array_parallelism": 0}, "array_parallelism", "at least 1"),
     ({"partition": ""}, "partition", "non-empty string"),
     ({"account": 7}, "account", "non-empty string"),
     ({"wait_timeout_min": 0}, "wait_timeout_min", "positive"),
 ])
 def test_wrong_types_are_named_with_key_path_and_file(cfg, key, fragment):
-    problems = validation.validate_slurm_config(cfg, "my_suite.yaml")
+    problems = slurm_problems(cfg, "my_suite.yaml")
     assert any(line.startswith(f"my_suite.yaml: slurm.{key}: ") and fragment in line for line in problems), problems
 
 
 def test_every_problem_is_reported_at_once_and_good_config_passes():
-    problems = validation.validate_slurm_config({"partiton": "x", "cpus_per_task": "2", "time": 90}, "s.yaml")
+    problems = slurm_problems({"partiton": "x", "cpus_per_task": "2", "time": 90}, "s.yaml")
     assert len(problems) == 3
     good = {"partition": "gpu", "account": "lab", "qos": "high", "gpus_per_node": 1, "cpus_per_task": 8,
             "mem_gb": 32, "time": "1-00:00:00", "constraint": "a100", "setup": ["module load cuda"],
             "array_parallelism": 4, "max_requeues": 5, "additional": {"mail-type": "END", "exclusive": True},
             "use_srun": False, "signal_delay_s": 120, "job_name": "rt", "wait_timeout_min": 10,
             "poll_interval_s": 2.5}
-    assert validation.validate_slurm_config(good, "s.yaml") == []
-    assert validation.validate_slurm_config({"timeout_min": 90}, "s.yaml") == []
-    assert validation.validate_slurm_config(None, "s.yaml") == []
-    assert validation.validate_slurm_config("gpu", "s.yaml")[0].startswith("s.yaml: slurm: expected a mapping")
+    assert slurm_problems(good, "s.yaml") == []
+    assert slurm_problems({"timeout_min": 90}, "s.yaml") == []
+    assert slurm_problems(None, "s.yaml") == []
+    assert slurm_problems("gpu", "s.yaml")[0].startswith("s.yaml: slurm: expected a mapping")
 
 
 @pytest.mark.parametrize("text, minutes", [
@@ -157,7 +165,7 @@ def test_every_problem_is_reported_at_once_and_good_config_passes():
     ("00:00:59", 1), ("24:00:00", 1440),
 ])
 def test_parse_time(text, minutes):
-    assert validation.parse_time(text) == minutes
+    assert parse_time(text) == minutes
 
 
 # -- the sbatch script --------------------------------------------------------------------------------------
@@ -232,7 +240,7 @@ def test_use_srun_false_and_timeout_min(tmp_path):
     assert "#SBATCH --array=0-2%3" in _sbatch_lines(text)  # default parallelism 256, capped at n
     default = load_suite(write_suite(tmp_path, name="default", slurm=None))
     text = _submit_mocked(default, (tmp_path / "r").absolute())
-    assert f"#SBATCH --time={settings.DEFAULT_TIMEOUT_MIN}" in _sbatch_lines(text)
+    assert f"#SBATCH --time={DEFAULT_TIMEOUT_MIN}" in _sbatch_lines(text)
 
 
 def test_mocked_submission_writes_a_manifest_and_one_pickle_per_run(tmp_path):
@@ -244,7 +252,7 @@ def test_mocked_submission_writes_a_manifest_and_one_pickle_per_run(tmp_path):
     jobs = {run_id: entry["job_id"] for run_id, entry in manifest["runs"].items()}
     assert jobs == {suite.runs[0].run_id: "12_0", suite.runs[1].run_id: "12_1"}
     assert manifest["arrays"][0]["job_id"] == "12"
-    assert manifest["runs"][suite.runs[0].run_id]["config"] == suite.runs[0].config
+    assert manifest["runs"][suite.runs[0].run_id]["config"] == suite.runs[0].config.resolved
     assert "#SBATCH --array=0-1%2" in _sbatch_lines(script)
     # each array task's pickle holds a SlurmRun for its own spec, with the suite's requeue budget
     delayed = collect.slurm_job(out, suite.name, "12_1").submission()
@@ -296,7 +304,7 @@ def test_collection_records_outcomes_and_resubmits_only_what_is_not_finished_or_
         assert records[0]["status"] == store.FINISHED and records[0]["metrics"] == {"x": 1}
         assert records[1]["status"] == "cancelled" and records[1]["slurm_state"] == "CANCELLED by 0"
         assert records[2]["status"] == "error" and "RuntimeError: boom" in records[2]["traceback"]
-        assert records[2]["config"] == runs[2].config and records[2]["label"] == runs[2].label
+        assert records[2]["config"] == runs[2].config.resolved and records[2]["label"] == runs[2].label
         assert records[3]["status"] == "error" and "Killed" in records[3]["traceback"]
         assert "no Python traceback" in records[3]["traceback"]
         assert records[4]["status"] == "preempted" and records[4]["step"] == 3  # the run's own record stands

@@ -21,6 +21,7 @@ from harness import store
 from harness.cli import run_suite_main
 from harness.diagnostics import supports_diagnostics
 from harness.figures import FIGURES
+from harness.config import ConfigError, DataConfig, RunConfig
 from harness.suite import SuiteError, load_suite
 from harness.train import train_run
 from models.synthetic import Himmelblau, HimmelblauParams, PointsShift, PointsShiftParams, Toy2DField, Toy2DFieldParams
@@ -70,14 +71,16 @@ def by_label(directory: Path, df, *columns: str) -> dict:
 # -- the dataset and the suite checks -------------------------------------------------------------------
 
 def test_synthetic_dataset_counts_items():
-    dataset = data_module.build_dataset("synthetic", {"size": 3}, "train", seed=0)
+    dataset = data_module.build_dataset(DataConfig.from_section({"name": "synthetic", "size": 3}), "train", seed=0)
     assert data_module.dataset_kind("synthetic") == "points"
     assert len(dataset) == 3
     assert [int(dataset[i]) for i in range(3)] == [0, 1, 2]
     assert dataset[0].dtype == torch.long
     with pytest.raises(IndexError):
         dataset[3]
-    problems = data_module.validate_dataset_params("synthetic", {"size": 0, "points": 4})
+    with pytest.raises(ConfigError) as error:
+        DataConfig.from_section({"name": "synthetic", "size": 0, "points": 4})
+    problems = error.value.problems
     assert any("at least 1" in p for p in problems) and any("'points'" in p for p in problems)
 
 
@@ -143,8 +146,9 @@ def test_himmelblau_resume_gives_identical_snapshots(tmp_path, monkeypatch, one_
     """A run stopped after 60 updates and resumed from its checkpoint (the periodic one at 50 after a crash,
     one at 60 after a preemption) ends with the same snapshots as an uninterrupted run; the snapshot after 33
     updates comes from the checkpoint."""
-    config = copy.deepcopy(load_suite(SUITES / "appendix_a2.yaml").runs[-1].config)
-    config["training"]["checkpoint_every"] = 25
+    resolved = copy.deepcopy(load_suite(SUITES / "appendix_a2.yaml").runs[-1].config.resolved)
+    resolved["training"]["checkpoint_every"] = 25
+    config = RunConfig.from_resolved(resolved)
     reference = train_run(config, tmp_path / "straight", progress=False)
     if interruption == "crash":
         original = Himmelblau.training_step

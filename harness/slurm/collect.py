@@ -17,6 +17,7 @@ from pathlib import Path
 import submitit
 
 from .. import store
+from ..config import RunConfig
 from ..runner import mark_run
 from ..status import RunStatus
 from ..suite import RunSpec
@@ -118,8 +119,8 @@ def settle(entry: dict, run_id: str, suite_name: str, job: submitit.SlurmJob, st
         fields["traceback"] = f"SLURM job {job.job_id}: {detail}\n{_log_tail(job)}"
     else:
         fields["log_tail"] = _log_tail(job)
-    spec = RunSpec(suite=suite_name, run_id=run_id, config=entry.get("config"), label=entry.get("label"),
-                   profile=entry.get("profile"))
+    spec = RunSpec(suite=suite_name, run_id=run_id, label=entry.get("label"), profile=entry.get("profile"),
+                   config=RunConfig.from_resolved(entry["config"], where=f"{manifest_path(out, suite_name)}: {run_id}"))
     with store.RunLock(directory) as lock:
         if not lock.acquired:
             return None

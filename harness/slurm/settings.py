@@ -6,14 +6,12 @@ from dataclasses import dataclass
 
 import submitit
 
-from ..suite import Suite, SuiteError
+from ..config import SlurmConfig
+from ..suite import Suite
 from .files import SlurmError, submitit_folder
-from .validation import parse_time, validate_slurm_config
 
-DEFAULT_TIMEOUT_MIN = 60
-DEFAULT_WAIT_TIMEOUT_MIN = 24 * 60
-DEFAULT_POLL_INTERVAL_S = 10.0
-DEFAULT_MAX_REQUEUES = 3
+DEFAULT_WAIT_TIMEOUT_MIN = SlurmConfig.wait_timeout_min
+DEFAULT_POLL_INTERVAL_S = SlurmConfig.poll_interval_s
 DEFAULT_SIGNAL_DELAY_S = 90  # submitit's default: USR2 this long before the time limit
 
 
@@ -34,29 +32,22 @@ class SlurmSettings:
 
 
 def slurm_settings(suite: Suite) -> SlurmSettings:
-    """The suite's validated SLURM settings (raises SuiteError listing every problem)."""
-    problems = validate_slurm_config(suite.slurm, str(suite.path))
-    if problems:
-        raise SuiteError("invalid suite:\n  " + "\n  ".join(problems))
-    cfg = dict(suite.slurm or {})
-    minutes = parse_time(cfg["time"]) if cfg.get("time") is not None else cfg.get("timeout_min", DEFAULT_TIMEOUT_MIN)
+    """The suite's SLURM settings (its `SlurmConfig`, validated when the suite was loaded)."""
+    cfg: SlurmConfig = suite.slurm
     generic = {  # submitit's cluster-independent names
-        "name": cfg.get("job_name", suite.name), "timeout_min": minutes, "nodes": 1, "tasks_per_node": 1,
-        "gpus_per_node": cfg.get("gpus_per_node"), "cpus_per_task": cfg.get("cpus_per_task"),
-        "mem_gb": cfg.get("mem_gb"),
+        "name": cfg.job_name or suite.name, "timeout_min": cfg.time_limit_min(), "nodes": 1, "tasks_per_node": 1,
+        "gpus_per_node": cfg.gpus_per_node, "cpus_per_task": cfg.cpus_per_task, "mem_gb": cfg.mem_gb,
     }
     native = {  # SLURM-only options, prefixed slurm_
-        "partition": cfg.get("partition"), "account": cfg.get("account"), "qos": cfg.get("qos"),
-        "constraint": cfg.get("constraint"), "setup": list(cfg["setup"]) if cfg.get("setup") else None,
-        "array_parallelism": cfg.get("array_parallelism"),
-        "additional_parameters": dict(cfg["additional"]) if cfg.get("additional") else None,
-        "use_srun": cfg.get("use_srun"), "signal_delay_s": cfg.get("signal_delay_s"),
+        "partition": cfg.partition, "account": cfg.account, "qos": cfg.qos, "constraint": cfg.constraint,
+        "setup": list(cfg.setup) if cfg.setup else None, "array_parallelism": cfg.array_parallelism,
+        "additional_parameters": dict(cfg.additional) if cfg.additional else None, "use_srun": cfg.use_srun,
+        "signal_delay_s": cfg.signal_delay_s,
     }
     parameters = {k: v for k, v in generic.items() if v is not None}
     parameters.update({f"slurm_{k}": v for k, v in native.items() if v is not None})
-    return SlurmSettings(parameters=parameters, max_requeues=cfg.get("max_requeues", DEFAULT_MAX_REQUEUES),
-                         wait_timeout_min=cfg.get("wait_timeout_min", DEFAULT_WAIT_TIMEOUT_MIN),
-                         poll_interval_s=cfg.get("poll_interval_s", DEFAULT_POLL_INTERVAL_S))
+    return SlurmSettings(parameters=parameters, max_requeues=cfg.max_requeues, wait_timeout_min=cfg.wait_timeout_min,
+                         poll_interval_s=cfg.poll_interval_s)
 
 
 def make_executor(suite: Suite, out, settings: SlurmSettings) -> submitit.AutoExecutor:

@@ -98,7 +98,7 @@ def run_slurm(suite: Suite, out: str | Path, force: bool = False, wait: bool = T
             for spec, job in zip(todo, submitted):
                 manifest["runs"][spec.run_id] = {
                     "job_id": job.job_id, "submitted": now, "submitted_ts": time.time(), "label": spec.label,
-                    "profile": spec.profile, "config": spec.config, "collected": None,
+                    "profile": spec.profile, "config": spec.config.resolved, "collected": None,
                 }
                 jobs.add(spec.run_id, job)
             log.info("%s: submitted %d run(s) as job %s; %d still queued/running from before; logs under %s",
