@@ -9,6 +9,7 @@ import threading
 import submitit
 
 from .. import store
+from ..config import SlurmConfig
 from ..status import RunStatus
 from ..suite import RunSpec
 from .states import ended_resumable
@@ -54,7 +55,8 @@ class SlurmRun(submitit.helpers.Checkpointable):
     most ``max_requeues`` times over the run's life (the record's ``requeues``).
     """
 
-    def __init__(self, force: bool = False, max_requeues: int = 3, checkpoint_wait_s: float = 60.0):
+    def __init__(self, force: bool = False, max_requeues: int = SlurmConfig.max_requeues,
+                 checkpoint_wait_s: float = 60.0):
         self.force = force
         self.max_requeues = max_requeues
         self.checkpoint_wait_s = checkpoint_wait_s
