@@ -1,6 +1,7 @@
-"""Unit tests of the SLURM executor (harness/slurm.py) without a cluster: validation of the `slurm:` section,
-the sbatch script (submitit's own writer, and its mocked sbatch), collection of ended jobs from mocked sacct
-output, and the checkpoint/requeue logic of SlurmRun with a stand-in for the runner."""
+"""Unit tests of the SLURM executor (harness/slurm/) without a cluster: validation of the `slurm:` section,
+the sbatch script submitit writes (under its own mocked sbatch), the SLURM state → run status mapping,
+collection of ended jobs from mocked sacct output, the max_requeues bound, and the checkpoint/requeue logic
+of SlurmRun with a stand-in for the runner."""
 from __future__ import annotations
 
 import threading
@@ -10,11 +11,15 @@ from pathlib import Path
 import pytest
 import yaml
 
+import cloudpickle
+import submitit
+
 from harness import store
 from harness import slurm as hs
+from harness.config import DEFAULT_TIMEOUT_MIN, ConfigError, SlurmConfig, parse_time
+from harness.slurm import collect, files, settings, states
+from harness.status import RunStatus
 from harness.suite import SuiteError, load_suite
-
-from submitit.core import utils as submitit_utils
 
 try:  # submitit's own mocked sbatch/sacct (its test utilities ship with the package)
     from submitit.slurm.test_slurm import mocked_slurm as _submitit_mocked_slurm
@@ -41,7 +46,7 @@ TINY_BASE = {
 @pytest.fixture(autouse=True)
 def _no_real_squeue(monkeypatch):
     """Hermetic: the mocked jobs are never in a real queue (None would mean "squeue failed")."""
-    monkeypatch.setattr(hs, "_squeue_states", lambda: {})
+    monkeypatch.setattr(collect, "queued_job_ids", lambda: set())
 
 
 def write_suite(tmp_path: Path, slurm=None, seeds=(0, 1, 2), name="slurm_unit", text: str | None = None) -> Path:
@@ -62,14 +67,29 @@ def write_record(out: Path, spec, status: str, **fields) -> None:
                                                  "config": spec.config.resolved, "status": status, **fields})
 
 
+def write_result(job, outcome: tuple) -> None:
+    """The result pickle a submitit job leaves: ("success", value) or ("error", traceback text)."""
+    job.paths.result_pickle.parent.mkdir(parents=True, exist_ok=True)
+    job.paths.result_pickle.write_bytes(cloudpickle.dumps(outcome))
+
+
 def status_of(out: Path, spec) -> dict:
     return store.read_record(store.run_dir(out, spec.suite, spec.run_id))
 
 
-# -- validation ---------------------------------------------------------------------------------------------
+# -- validation (harness.config.SlurmConfig, which load_suite applies) ---------------------------------------
+
+def slurm_problems(section, source: str) -> list[str]:
+    """Every problem of a ``slurm:`` section, one line each: ``<source>: slurm.<key>: <message>``."""
+    try:
+        SlurmConfig.from_section(section, where=source)
+    except ConfigError as error:
+        return error.problems
+    return []
+
 
 def test_unknown_key_names_the_closest_and_lists_valid_keys():
-    problems = hs.validate_slurm_config({"partiton": "gpu"}, "suites/x.yaml")
+    problems = slurm_problems({"partiton": "gpu"}, "suites/x.yaml")
     assert len(problems) == 1
     line = problems[0]
     assert line.startswith("suites/x.yaml: slurm.partiton: unknown key 'partiton'.")
@@ -81,7 +101,7 @@ def test_int_time_is_rejected_with_the_quoting_hint(tmp_path):
     # PyYAML reads an unquoted 10:30 as the base-60 integer 630
     path = write_suite(tmp_path, text="name: t\nbase: {}\nslurm:\n  time: 10:30\n")
     assert yaml.safe_load(path.read_text())["slurm"]["time"] == 630
-    problems = hs.validate_slurm_config({"time": 630}, str(path))
+    problems = slurm_problems({"time": 630}, str(path))
     assert len(problems) == 1
     assert f"{path}: slurm.time:" in problems[0]
     assert 'time: "10:30"' in problems[0] and "630" in problems[0] and "timeout_min" in problems[0]
@@ -96,7 +116,7 @@ def test_int_time_from_a_suite_file_and_from_set_is_refused_before_submission(tm
     with pytest.raises(SuiteError, match="quoted"):
         load_suite(write_suite(tmp_path, name="other"), overrides=["slurm.time=10:30"])
     quoted = load_suite(write_suite(tmp_path, name="third"), overrides=['slurm.time="10:30"'])
-    assert hs.slurm_settings(quoted)["native"]["time"] == 11  # 10 min 30 s, rounded up
+    assert hs.slurm_settings(quoted).parameters["timeout_min"] == 11  # 10 min 30 s, rounded up
 
 
 @pytest.mark.parametrize("cfg, key, fragment", [
@@ -122,22 +142,22 @@ def test_int_time_from_a_suite_file_and_from_set_is_refused_before_submission(tm
     ({"wait_timeout_min": 0}, "wait_timeout_min", "positive"),
 ])
 def test_wrong_types_are_named_with_key_path_and_file(cfg, key, fragment):
-    problems = hs.validate_slurm_config(cfg, "my_suite.yaml")
+    problems = slurm_problems(cfg, "my_suite.yaml")
     assert any(line.startswith(f"my_suite.yaml: slurm.{key}: ") and fragment in line for line in problems), problems
 
 
 def test_every_problem_is_reported_at_once_and_good_config_passes():
-    problems = hs.validate_slurm_config({"partiton": "x", "cpus_per_task": "2", "time": 90}, "s.yaml")
+    problems = slurm_problems({"partiton": "x", "cpus_per_task": "2", "time": 90}, "s.yaml")
     assert len(problems) == 3
     good = {"partition": "gpu", "account": "lab", "qos": "high", "gpus_per_node": 1, "cpus_per_task": 8,
             "mem_gb": 32, "time": "1-00:00:00", "constraint": "a100", "setup": ["module load cuda"],
             "array_parallelism": 4, "max_requeues": 5, "additional": {"mail-type": "END", "exclusive": True},
             "use_srun": False, "signal_delay_s": 120, "job_name": "rt", "wait_timeout_min": 10,
             "poll_interval_s": 2.5}
-    assert hs.validate_slurm_config(good, "s.yaml") == []
-    assert hs.validate_slurm_config({"timeout_min": 90}, "s.yaml") == []
-    assert hs.validate_slurm_config(None, "s.yaml") == []
-    assert hs.validate_slurm_config("gpu", "s.yaml")[0].startswith("s.yaml: slurm: expected a mapping")
+    assert slurm_problems(good, "s.yaml") == []
+    assert slurm_problems({"timeout_min": 90}, "s.yaml") == []
+    assert slurm_problems(None, "s.yaml") == []
+    assert slurm_problems("gpu", "s.yaml")[0].startswith("s.yaml: slurm: expected a mapping")
 
 
 @pytest.mark.parametrize("text, minutes", [
@@ -145,7 +165,7 @@ def test_every_problem_is_reported_at_once_and_good_config_passes():
     ("00:00:59", 1), ("24:00:00", 1440),
 ])
 def test_parse_time(text, minutes):
-    assert hs.parse_time(text) == minutes
+    assert parse_time(text) == minutes
 
 
 # -- the sbatch script --------------------------------------------------------------------------------------
@@ -161,12 +181,26 @@ def _sbatch_lines(text: str) -> list[str]:
     return [line.strip() for line in text.splitlines() if line.startswith("#SBATCH")]
 
 
-def test_sbatch_preview_has_every_option_and_counts_only_unfinished_runs(tmp_path):
+def _submitted_script(out: Path, suite, job_id: str) -> str:
+    """The sbatch script submitit wrote for `job_id` (an array's script lives under the array's id)."""
+    job = submitit.SlurmJob(folder=files.submitit_folder(out, suite.name), job_id=job_id.split("_")[0])
+    return job.paths.submission_file.read_text()
+
+
+def _submit_mocked(suite, out: Path) -> str:
+    """Submit under submitit's mocked sbatch; return the script it wrote."""
+    with mocked_slurm():
+        assert hs.run_slurm(suite, out, wait=False, progress=False) is False
+    array_id = hs.read_manifest(out, suite.name)["arrays"][-1]["job_id"]
+    return _submitted_script(out, suite, array_id)
+
+
+def test_submitted_script_has_every_option_and_counts_only_unfinished_runs(tmp_path):
     suite = load_suite(write_suite(tmp_path, slurm=FULL_SLURM, seeds=(0, 1, 2, 3)))
-    out = tmp_path / "results"
+    out = (tmp_path / "results").absolute()
     write_record(out, suite.runs[0], store.FINISHED)
     write_record(out, suite.runs[1], "error")  # retried
-    text = hs.sbatch_preview(suite, out)
+    text = _submit_mocked(suite, out)
     lines = _sbatch_lines(text)
     for expected in ["#SBATCH --partition=gpu", "#SBATCH --account=lab", "#SBATCH --qos=high",
                      "#SBATCH --gpus-per-node=2", "#SBATCH --cpus-per-task=8", "#SBATCH --mem=64GB",
@@ -177,43 +211,53 @@ def test_sbatch_preview_has_every_option_and_counts_only_unfinished_runs(tmp_pat
     setup_at = text.index("# setup")
     assert text.index("module load cuda/12.1") > setup_at
     assert text.index("source ~/venv/bin/activate") < text.index("srun --unbuffered")
-    folder = str(hs.submitit_folder(out, suite.name))
-    assert folder.startswith(str(out.absolute())) and folder.endswith("slurm_unit/submitit/%j")
+    folder = str(files.submitit_folder(out, suite.name))
+    assert folder.startswith(str(out)) and folder.endswith("slurm_unit/submitit/%j")
     assert f"{folder.replace('%j', '%A_%a')}/%A_%a_0_log.out" in text
+
+
+def test_preview_lists_the_executor_parameters_and_the_array_without_submitting(tmp_path):
+    suite = load_suite(write_suite(tmp_path, slurm=FULL_SLURM, seeds=(0, 1, 2, 3)))
+    out = tmp_path / "results"
+    write_record(out, suite.runs[0], store.FINISHED)
+    write_record(out, suite.runs[1], "error")  # retried
+    text = hs.sbatch_preview(suite, out)
+    for expected in ["slurm_partition='gpu'", "slurm_account='lab'", "gpus_per_node=2", "cpus_per_task=8",
+                     "mem_gb=64", "timeout_min=1564", "slurm_constraint='a100'", "slurm_max_num_timeout=5",
+                     "slurm_additional_parameters={'mail-type': 'END', 'exclusive': True}",
+                     "name='slurm_unit'", "job array of 3 runs, at most 2 at once"]:
+        assert expected in text, (expected, text)
+    assert not files.submitit_root(out, suite.name).exists()  # nothing submitted, nothing written
     # force counts the finished run too; one run is a plain job, not an array
-    assert "#SBATCH --array=0-3%2" in _sbatch_lines(hs.sbatch_preview(suite, out, force=True))
-    assert not any("--array" in line for line in _sbatch_lines(hs.sbatch_preview(suite, out, n=1)))
+    assert "job array of 4 runs, at most 2 at once" in hs.sbatch_preview(suite, out, force=True)
+    assert "one job (a single run)" in hs.sbatch_preview(suite, out, n=1)
 
 
 def test_use_srun_false_and_timeout_min(tmp_path):
     suite = load_suite(write_suite(tmp_path, slurm={"use_srun": False, "timeout_min": 45}))
-    text = hs.sbatch_preview(suite, tmp_path / "r")
+    text = _submit_mocked(suite, (tmp_path / "r").absolute())
     assert "srun --unbuffered" not in text and "#SBATCH --time=45" in _sbatch_lines(text)
     assert "#SBATCH --array=0-2%3" in _sbatch_lines(text)  # default parallelism 256, capped at n
     default = load_suite(write_suite(tmp_path, name="default", slurm=None))
-    assert f"#SBATCH --time={hs.DEFAULT_TIMEOUT_MIN}" in _sbatch_lines(hs.sbatch_preview(default, tmp_path / "r"))
+    text = _submit_mocked(default, (tmp_path / "r").absolute())
+    assert f"#SBATCH --time={DEFAULT_TIMEOUT_MIN}" in _sbatch_lines(text)
 
 
-def test_mocked_submission_writes_the_previewed_script_and_a_manifest(tmp_path):
+def test_mocked_submission_writes_a_manifest_and_one_pickle_per_run(tmp_path):
     suite = load_suite(write_suite(tmp_path, slurm=FULL_SLURM, seeds=(0, 1, 2)))
-    out = tmp_path / "results"
+    out = (tmp_path / "results").absolute()
     write_record(out, suite.runs[2], store.FINISHED)
-    preview = hs.sbatch_preview(suite, out)
-    with mocked_slurm():
-        assert hs.run_slurm(suite, out, wait=False, progress=False) is False
+    script = _submit_mocked(suite, out)
     manifest = hs.read_manifest(out, suite.name)
     jobs = {run_id: entry["job_id"] for run_id, entry in manifest["runs"].items()}
     assert jobs == {suite.runs[0].run_id: "12_0", suite.runs[1].run_id: "12_1"}
     assert manifest["arrays"][0]["job_id"] == "12"
     assert manifest["runs"][suite.runs[0].run_id]["config"] == suite.runs[0].config.resolved
-    script = (hs.submitit_root(out, suite.name) / "12" / "12_submission.sh").read_text()
-    assert script == preview
     assert "#SBATCH --array=0-1%2" in _sbatch_lines(script)
-    # each array task's pickle holds a SlurmRun for its own spec
-    delayed = submitit_utils.DelayedSubmission.load(hs.submitit_root(out, suite.name) / "12_1" / "12_1_submitted.pkl")
-    assert isinstance(delayed.function, hs.SlurmRun)
-    assert delayed.args[0].run_id == suite.runs[1].run_id and delayed.args[1] == str(out.absolute())
-    assert delayed._timeout_countdown == 5  # max_requeues
+    # each array task's pickle holds a SlurmRun for its own spec, with the suite's requeue budget
+    delayed = collect.slurm_job(out, suite.name, "12_1").submission()
+    assert isinstance(delayed.function, hs.SlurmRun) and delayed.function.max_requeues == 5
+    assert delayed.args[0].run_id == suite.runs[1].run_id and delayed.args[1] == str(out)
 
 
 # -- collection of ended jobs (mocked sacct) ---------------------------------------------------------------
@@ -224,36 +268,37 @@ def _set_states(mock, states: dict[str, str]) -> None:
 
 
 def _job(out, suite, job_id):
-    return hs._slurm_job(Path(out).absolute(), suite.name, job_id)
+    return collect.slurm_job(Path(out).absolute(), suite.name, job_id)
 
 
 def test_collection_records_outcomes_and_resubmits_only_what_is_not_finished_or_live(tmp_path):
-    suite = load_suite(write_suite(tmp_path, slurm={"array_parallelism": 8}, seeds=(0, 1, 2, 3, 4, 5, 6)))
+    suite = load_suite(write_suite(tmp_path, slurm={"array_parallelism": 8, "max_requeues": 2},
+                                   seeds=(0, 1, 2, 3, 4, 5, 6, 7, 8)))
     out = (tmp_path / "results").absolute()
     runs = suite.runs
     with mocked_slurm() as mock:
         assert hs.run_slurm(suite, out, wait=False, progress=False) is False
         ids = {spec.run_id: hs.read_manifest(out, suite.name)["runs"][spec.run_id]["job_id"] for spec in runs}
         # 0 finished by its job; 1 cancelled; 2 raised (error pickle); 3 killed (no pickle, log only);
-        # 4 timed out too often (submitit's UncompletedJobError); 5 still running; 6 TIMEOUT state
+        # 4 stopped at a step boundary with its requeues spent (SlurmRun.checkpoint returned None);
+        # 5 still running; 6 TIMEOUT state; 7 OUT_OF_MEMORY; 8 NODE_FAIL
         write_record(out, runs[0], store.FINISHED, slurm_job_id=ids[runs[0].run_id], metrics={"x": 1})
-        write_record(out, runs[1], "running", slurm_job_id=ids[runs[1].run_id])
-        write_record(out, runs[3], "running", slurm_job_id=ids[runs[3].run_id])
-        write_record(out, runs[4], "preempted", slurm_job_id=ids[runs[4].run_id])
+        for i in (1, 3, 7, 8):
+            write_record(out, runs[i], "running", slurm_job_id=ids[runs[i].run_id])
+        write_record(out, runs[4], "preempted", slurm_job_id=ids[runs[4].run_id], requeues=2, step=3)
         job2 = _job(out, suite, ids[runs[2].run_id])
-        with submitit_utils.temporary_save_path(job2.paths.result_pickle) as tmp:
-            submitit_utils.cloudpickle_dump(("error", "Traceback (most recent call last):\nRuntimeError: boom"), tmp)
+        write_result(job2, ("error", "Traceback (most recent call last):\nRuntimeError: boom"))
         job3 = _job(out, suite, ids[runs[3].run_id])
         job3.paths.stderr.parent.mkdir(parents=True, exist_ok=True)
         job3.paths.stderr.write_text("srun: error: vm: task 0: Killed\n")
         job4 = _job(out, suite, ids[runs[4].run_id])
-        with submitit_utils.temporary_save_path(job4.paths.result_pickle) as tmp:
-            submitit_utils.cloudpickle_dump(("error", "submitit.core.utils.UncompletedJobError: Job not requeued "
-                                                      "because: timed-out too many times."), tmp)
+        write_result(job4, ("error", "submitit.core.utils.UncompletedJobError: Job not requeued "
+                                                      "because: checkpoint function returned None."))
         _set_states(mock, {ids[runs[0].run_id]: "COMPLETED", ids[runs[1].run_id]: "CANCELLED by 0",
                            ids[runs[2].run_id]: "FAILED", ids[runs[3].run_id]: "FAILED",
                            ids[runs[4].run_id]: "FAILED", ids[runs[5].run_id]: "RUNNING",
-                           ids[runs[6].run_id]: "TIMEOUT"})
+                           ids[runs[6].run_id]: "TIMEOUT", ids[runs[7].run_id]: "OUT_OF_MEMORY",
+                           ids[runs[8].run_id]: "NODE_FAIL"})
         assert hs.run_slurm(suite, out, wait=False, progress=False) is False
         records = [status_of(out, spec) for spec in runs]
         assert records[0]["status"] == store.FINISHED and records[0]["metrics"] == {"x": 1}
@@ -262,22 +307,26 @@ def test_collection_records_outcomes_and_resubmits_only_what_is_not_finished_or_
         assert records[2]["config"] == runs[2].config.resolved and records[2]["label"] == runs[2].label
         assert records[3]["status"] == "error" and "Killed" in records[3]["traceback"]
         assert "no Python traceback" in records[3]["traceback"]
-        assert records[4]["status"] == "timeout"
+        assert records[4]["status"] == "preempted" and records[4]["step"] == 3  # the run's own record stands
         assert records[5] is None  # still running: untouched
-        assert records[6]["status"] == "timeout"
+        assert records[6]["status"] == "timeout" and records[6]["slurm_state"] == "TIMEOUT"
+        assert records[7]["status"] == "error" and "out of memory" in records[7]["traceback"]
+        assert records[7]["slurm_state"] == "OUT_OF_MEMORY"
+        assert records[8]["status"] == "preempted" and records[8]["slurm_state"] == "NODE_FAIL"
         manifest = hs.read_manifest(out, suite.name)
         resubmitted = {r for r, e in manifest["runs"].items() if e["job_id"].startswith("13_")}
-        assert resubmitted == {runs[i].run_id for i in (1, 2, 3, 4, 6)}
+        # 4 is not: its 2 requeues are slurm.max_requeues
+        assert resubmitted == {runs[i].run_id for i in (1, 2, 3, 6, 7, 8)}
         assert manifest["runs"][runs[5].run_id]["job_id"] == ids[runs[5].run_id]
         assert manifest["runs"][runs[0].run_id]["collected"] == store.FINISHED
-        script = (hs.submitit_root(out, suite.name) / "13" / "13_submission.sh").read_text()
-        assert "#SBATCH --array=0-4%5" in _sbatch_lines(script)
+        assert manifest["runs"][runs[4].run_id]["collected"] == "preempted"
+        assert "#SBATCH --array=0-5%6" in _sbatch_lines(_submitted_script(out, suite, "13"))
         # a third call with everything live submits nothing and collect_slurm reports the counts
-        _set_states(mock, {**{f"13_{i}": "PENDING" for i in range(5)}, ids[runs[5].run_id]: "RUNNING"})
+        _set_states(mock, {**{f"13_{i}": "PENDING" for i in range(6)}, ids[runs[5].run_id]: "RUNNING"})
         assert hs.run_slurm(suite, out, wait=False, progress=False) is False
         assert len(hs.read_manifest(out, suite.name)["arrays"]) == 2
         counts = hs.collect_slurm(suite.name, out)
-        assert counts == {"finished": 1, "running": 1, "pending": 5, "failed": 0}
+        assert counts == {"finished": 1, "running": 1, "pending": 6, "failed": 1}
 
 
 def test_waiting_is_bounded_and_a_cancelled_pending_job_keeps_an_earlier_error(tmp_path):
@@ -305,27 +354,62 @@ def test_unknown_state_with_a_result_pickle_counts_as_ended(tmp_path):
         assert job_id == "12"  # a batch of one is a plain job
         write_record(out, suite.runs[0], store.FINISHED, slurm_job_id=job_id)
         job = _job(out, suite, job_id)
-        with submitit_utils.temporary_save_path(job.paths.result_pickle) as tmp:
-            submitit_utils.cloudpickle_dump(("success", {"status": "finished"}), tmp)
+        write_result(job, ("success", {"status": "finished"}))
         mock.job_sacct.clear()  # sacct knows nothing: state UNKNOWN
         assert hs.collect_slurm(suite.name, out)["finished"] == 1
         assert hs.read_manifest(out, suite.name)["runs"][suite.runs[0].run_id]["collected"] == store.FINISHED
 
 
-def test_a_job_that_sacct_calls_final_but_squeue_still_lists_stays_active(tmp_path, monkeypatch):
-    # after a requeue, sacct shows the previous instance (FAILED) while the job is PENDING again
-    suite = load_suite(write_suite(tmp_path, seeds=(0,)))
+@pytest.mark.parametrize("state, status, resumable", [
+    ("TIMEOUT", RunStatus.TIMEOUT, True), ("DEADLINE", RunStatus.TIMEOUT, True),
+    ("PREEMPTED", RunStatus.PREEMPTED, True), ("NODE_FAIL", RunStatus.PREEMPTED, True),
+    ("OUT_OF_MEMORY", RunStatus.ERROR, True), ("CANCELLED by 0", RunStatus.CANCELLED, False),
+    ("FAILED", RunStatus.ERROR, False), ("BOOT_FAIL", RunStatus.ERROR, False), ("VANISHED", RunStatus.ERROR, False),
+])
+def test_slurm_state_maps_to_a_status_and_says_whether_the_run_resumes(state, status, resumable):
+    assert states.status_for(state) is status
+    assert states.is_resumable(state) is resumable
+    record = {"status": status.value, "slurm_state": state}
+    assert states.ended_resumable(record) is resumable
+    assert not states.ended_resumable({"status": "finished", "slurm_state": state})
+
+
+def test_requeued_and_held_jobs_stay_active_until_they_end(tmp_path, monkeypatch):
+    # measured on the local cluster: after `scontrol requeue` sacct shows REQUEUED, then PENDING (never a
+    # final state); submitit's done() knows those, but calls a SUSPENDED job done
+    suite = load_suite(write_suite(tmp_path, seeds=(0, 1)))
     out = (tmp_path / "results").absolute()
     with mocked_slurm() as mock:
         hs.run_slurm(suite, out, wait=False, progress=False)
-        write_record(out, suite.runs[0], "preempted", slurm_job_id="12", requeues=1)
-        _set_states(mock, {"12": "FAILED"})
-        monkeypatch.setattr(hs, "_squeue_states", lambda: {"12": "PENDING"})
+        write_record(out, suite.runs[0], "preempted", slurm_job_id="12_0", requeues=1)
+        write_record(out, suite.runs[1], "running", slurm_job_id="12_1")
+        for requeued in ("REQUEUED", "PENDING"):
+            _set_states(mock, {"12_0": requeued, "12_1": "SUSPENDED"})
+            assert hs.collect_slurm(suite.name, out)["pending"] == 2
+            assert status_of(out, suite.runs[0])["status"] == "preempted"
+        _set_states(mock, {"12_0": "RUNNING", "12_1": "FAILED"})
+        assert hs.collect_slurm(suite.name, out) == {"finished": 0, "running": 1, "pending": 0, "failed": 1}
+        assert status_of(out, suite.runs[1])["status"] == "error"
+        # PREEMPTED: submitit waits for a requeue; in the queue it is one, out of it the job ended
+        write_record(out, suite.runs[0], "running", slurm_job_id="12_0", requeues=1)
+        _set_states(mock, {"12_0": "PREEMPTED"})
+        monkeypatch.setattr(collect, "queued_job_ids", lambda: {"12_0"})
         assert hs.collect_slurm(suite.name, out)["pending"] == 1
-        assert status_of(out, suite.runs[0])["status"] == "preempted"
-        monkeypatch.setattr(hs, "_squeue_states", lambda: {})
-        assert hs.collect_slurm(suite.name, out)["failed"] == 1
-        assert status_of(out, suite.runs[0])["status"] == "error"
+        monkeypatch.setattr(collect, "queued_job_ids", lambda: set())
+        assert hs.collect_slurm(suite.name, out)["failed"] == 2
+        record = status_of(out, suite.runs[0])
+        assert record["status"] == "preempted" and record["slurm_state"] == "PREEMPTED"
+
+
+def test_a_run_whose_requeues_are_spent_is_not_resubmitted_unless_forced(tmp_path):
+    suite = load_suite(write_suite(tmp_path, slurm={"max_requeues": 1}, seeds=(0, 1, 2)))
+    out = (tmp_path / "results").absolute()
+    write_record(out, suite.runs[0], "timeout", slurm_state="TIMEOUT", requeues=1)  # spent
+    write_record(out, suite.runs[1], "error", slurm_state="OUT_OF_MEMORY", requeues=0)  # one left
+    write_record(out, suite.runs[2], "error", slurm_state="FAILED", requeues=5)  # an error is retried
+    todo = hs.runs_to_submit(suite, out, max_requeues=1)
+    assert [spec.run_id for spec in todo] == [suite.runs[1].run_id, suite.runs[2].run_id]
+    assert len(hs.runs_to_submit(suite, out, force=True, max_requeues=1)) == 3
 
 
 def test_a_job_unknown_to_sacct_and_gone_from_the_queue_is_recorded_as_vanished(tmp_path):
@@ -337,7 +421,7 @@ def test_a_job_unknown_to_sacct_and_gone_from_the_queue_is_recorded_as_vanished(
         assert hs.collect_slurm(suite.name, out)["pending"] == 1  # just submitted: sacct may lag
         manifest = hs.read_manifest(out, suite.name)
         manifest["runs"][suite.runs[0].run_id]["submitted_ts"] -= 120
-        hs._write_manifest(out, suite.name, manifest)
+        files.write_manifest(out, suite.name, manifest)
         assert hs.collect_slurm(suite.name, out)["failed"] == 1
     record = status_of(out, suite.runs[0])
     assert record["status"] == "error" and "sacct has no record" in record["traceback"]
@@ -346,7 +430,7 @@ def test_a_job_unknown_to_sacct_and_gone_from_the_queue_is_recorded_as_vanished(
 
 def test_slurm_executor_without_srun_is_a_clear_error(tmp_path, monkeypatch):
     suite = load_suite(write_suite(tmp_path, seeds=(0,)))
-    monkeypatch.setattr(hs.shutil, "which", lambda name: None)
+    monkeypatch.setattr(settings.shutil, "which", lambda name: None)
     with pytest.raises(hs.SlurmError, match="srun is not on PATH"):
         hs.run_slurm(suite, tmp_path / "r", wait=False, progress=False)
 
@@ -384,8 +468,6 @@ class FakeRunner:
 
 
 def test_checkpoint_stops_the_run_counts_the_requeue_and_resubmits(tmp_path, monkeypatch):
-    import cloudpickle
-
     import harness.runner
 
     suite = load_suite(write_suite(tmp_path, seeds=(0,)))
@@ -407,7 +489,7 @@ def test_checkpoint_stops_the_run_counts_the_requeue_and_resubmits(tmp_path, mon
     assert fake.calls[0]["force"] is True and fake.calls[0]["extra"]["torch_threads"] == 1
     record = status_of(Path(out), spec)
     assert record["status"] == "preempted" and record["requeues"] == 1 and record["slurm_job_id"] == "40_3"
-    assert isinstance(delayed, submitit_utils.DelayedSubmission)
+    assert isinstance(delayed, submitit.helpers.DelayedSubmission)
     assert delayed.function is job and delayed.args == (spec, out)
     # the resubmission pickles (no thread/event inside) and resumes without force, with the count
     resumed = cloudpickle.loads(cloudpickle.dumps(delayed))
@@ -430,6 +512,44 @@ def test_checkpoint_after_the_run_finished_does_not_requeue(tmp_path, monkeypatc
     assert job(spec, out)["status"] == store.FINISHED
     assert job.checkpoint(spec, out) is None
     assert status_of(Path(out), spec)["requeues"] == 0
+
+
+def test_checkpoint_with_the_requeues_spent_stops_the_run_without_requeue(tmp_path, monkeypatch):
+    import harness.runner
+
+    suite = load_suite(write_suite(tmp_path, seeds=(0,)))
+    spec, out = suite.runs[0], str(tmp_path / "results")
+    write_record(Path(out), spec, "preempted", requeues=2, slurm_job_id="7")
+    monkeypatch.setenv("SLURM_JOB_ID", "7")
+    monkeypatch.delenv("SLURM_ARRAY_JOB_ID", raising=False)
+    fake = FakeRunner()
+    monkeypatch.setattr(harness.runner, "execute_run", fake)
+    job = hs.SlurmRun(max_requeues=2, checkpoint_wait_s=10)
+    caller = threading.Thread(target=lambda: job(spec, out))
+    caller.start()
+    assert fake.started.wait(10)
+    assert job.checkpoint(spec, out) is None  # submitit ends the job instead of requeueing it
+    caller.join(10)
+    record = status_of(Path(out), spec)
+    assert record["status"] == "preempted" and record["requeues"] == 2
+
+
+def test_a_resubmitted_job_counts_one_requeue_of_an_interrupted_run(tmp_path, monkeypatch):
+    import harness.runner
+
+    suite = load_suite(write_suite(tmp_path, seeds=(0,)))
+    spec, out = suite.runs[0], str(tmp_path / "results")
+    monkeypatch.delenv("SLURM_ARRAY_JOB_ID", raising=False)
+    monkeypatch.setenv("SLURM_JOB_ID", "21")
+    fake = FakeRunner(finish_after=0.0)
+    monkeypatch.setattr(harness.runner, "execute_run", fake)
+    write_record(Path(out), spec, "error", slurm_state="OUT_OF_MEMORY", slurm_job_id="20", requeues=1)
+    assert hs.SlurmRun()(spec, out)["status"] == store.FINISHED
+    assert fake.calls[-1]["extra"]["requeues"] == 2 and fake.calls[-1]["force"] is False
+    # an error that is not the infrastructure's (a retry), or --force, counts nothing
+    write_record(Path(out), spec, "error", slurm_state="FAILED", slurm_job_id="20", requeues=1)
+    hs.SlurmRun()(spec, out)
+    assert fake.calls[-1]["extra"]["requeues"] == 1
 
 
 def test_an_exception_outside_the_runner_reaches_submitit(tmp_path, monkeypatch):

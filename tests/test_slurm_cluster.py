@@ -3,7 +3,9 @@
 Tiny VQ-VAE runs (a few seconds each) go through `run_slurm`/`collect_slurm`:
 1. records equal the local executor's for the same seeds (with the same torch thread count, 1);
 2. a job cancelled with scancel is recorded `cancelled`, one whose python is SIGKILLed `error`, the others finish;
-3. a run interrupted by a requeue (USR2, as on time-out) resumes from its checkpoint to the same metrics, requeues 1;
+3. a run interrupted by USR2 (as before a time-out) checkpoints and is requeued; once its requeues are spent
+   (slurm.max_requeues) a later run-suite leaves it, and with a larger budget resubmits it: the new job resumes
+   from the checkpoint to the same metrics;
 4. a run that raises is recorded `error` with its traceback.
 Every wait is bounded, so a hang fails the test instead of blocking CI.
 """
@@ -21,6 +23,7 @@ import yaml
 
 from harness import store
 from harness import slurm as hs
+from harness.slurm import collect
 from harness.runner import execute_run
 from harness.suite import deep_merge, load_suite
 from helpers_harness import TINY_BASE
@@ -71,8 +74,8 @@ SLURM = {"cpus_per_task": 1, "time": "00:10:00", "array_parallelism": 2, "poll_i
          "wait_timeout_min": WAIT_S / 60}
 
 
-def make_suite(tmp_path: Path, name: str, seeds=(0,), grid=None, base=None):
-    raw = {"name": name, "seeds": list(seeds), "base": base or BASE, "slurm": SLURM}
+def make_suite(tmp_path: Path, name: str, seeds=(0,), grid=None, base=None, slurm=None):
+    raw = {"name": name, "seeds": list(seeds), "base": base or BASE, "slurm": {**SLURM, **(slurm or {})}}
     if grid:
         raw["grid"] = grid
     path = tmp_path / f"{name}.yaml"
@@ -174,9 +177,10 @@ def test_cancelled_and_killed_jobs_are_recorded_while_the_others_finish(tmp_path
     short, to_cancel, to_kill = suite.runs
     out = tmp_path / "slurm"
     assert hs.run_slurm(suite, out, wait=False, progress=False) is False
-    for spec in (to_cancel, to_kill):  # the run has started inside its job
-        wait_until(lambda: (record_of(out, spec) or {}).get("status") == "running", f"run {spec.label} to start")
+    # each once its run has started inside its job (cancelling first frees a CPU of the 2-CPU test node)
+    wait_until(lambda: (record_of(out, to_cancel) or {}).get("status") == "running", "the run to cancel to start")
     subprocess.run(["scancel", job_id_of(out, to_cancel)], check=True, timeout=30)
+    wait_until(lambda: (record_of(out, to_kill) or {}).get("status") == "running", "the run to kill to start")
     pid = wait_until(lambda: job_python_pid(job_id_of(out, to_kill)), "the python process of the job to kill",
                      timeout_s=30)
     os.kill(pid, 9)  # killed outside Python: no traceback, no result pickle
@@ -192,9 +196,9 @@ def test_cancelled_and_killed_jobs_are_recorded_while_the_others_finish(tmp_path
     assert {e["collected"] for e in manifest["runs"].values()} == {"finished", "cancelled", "error"}
 
 
-def test_requeued_run_resumes_from_its_checkpoint_to_the_same_metrics(tmp_path):
-    base = {**BASE, "training": {**BASE["training"], "steps": 120, "checkpoint_every": 10}}
-    suite = make_suite(tmp_path, "slurm_it_requeue", base=base)
+def test_an_interrupted_run_is_requeued_bounded_by_max_requeues_and_resumes_to_the_same_metrics(tmp_path):
+    base = {**BASE, "training": {**BASE["training"], "steps": 60, "checkpoint_every": 5}}
+    suite = make_suite(tmp_path, "slurm_it_requeue", base=base, slurm={"max_requeues": 1})
     spec = suite.runs[0]
     out = tmp_path / "slurm"
     directory = store.run_dir(out.absolute(), spec.suite, spec.run_id)
@@ -202,26 +206,31 @@ def test_requeued_run_resumes_from_its_checkpoint_to_the_same_metrics(tmp_path):
     job_id = job_id_of(out, spec)
     assert "_" not in job_id  # a suite of one run is a plain job
     wait_until(lambda: (directory / store.CHECKPOINT).exists(), "the first periodic checkpoint")
-    job = hs._slurm_job(out.absolute(), suite.name, job_id)
-    job._interrupt(timeout=True)  # USR2 only, as before a time-out (a SIGTERM could kill the handler's scontrol)
+    # USR2 only, as SLURM sends before a time-out (a SIGTERM could kill the handler's scontrol)
+    subprocess.run(["scancel", job_id, "--signal", "USR2"], check=True, timeout=30)
     wait_until(lambda: squeue_state(job_id) == "PENDING", "the requeued job to be pending", timeout_s=60)
     record = record_of(out, spec)
-    assert record["status"] == "preempted" and 10 <= record["step"] < 120 and record["requeues"] == 1
-    # Slurm holds a requeued job ~120 s (BeginTime): release it, but only once the old instance is gone and
-    # a second has passed: slurmd refuses a launch whose credential is from the same second as the requeue's
-    # revocation ("Job credential revoked"), and the job then ends FAILED.
-    wait_until(lambda: job_python_pid(job_id) is None, "the interrupted job's python to exit", timeout_s=60)
-    time.sleep(2)
-    assert squeue_state(job_id) == "PENDING"
-    subprocess.run(["scontrol", "update", f"jobid={job_id}", "StartTime=now"], check=True, timeout=30)
+    assert record["status"] == "preempted" and 5 <= record["step"] < 60 and record["requeues"] == 1
+    log = collect.slurm_job(out.absolute(), suite.name, job_id).paths.stdout
+    assert "checkpointed at step" in log.read_text() and "requeue #1" in log.read_text()
+    # Slurm holds a requeued job ~120 s (BeginTime). Cancel it instead: the run's own record stands and,
+    # its one requeue spent, another run-suite does not resubmit it ...
+    subprocess.run(["scancel", job_id], check=True, timeout=30)
+    wait_until(lambda: not squeue_state(job_id), "the cancelled job to leave the queue", timeout_s=60)
+    assert hs.collect_slurm(suite.name, out, wait=True, timeout_s=WAIT_S, poll_s=1)["failed"] == 1
+    assert hs.run_slurm(suite, out, wait=False, progress=False) is True
+    assert len(hs.read_manifest(out.absolute(), suite.name)["arrays"]) == 1
+    assert record_of(out, spec)["status"] == "preempted"
+    # ... until slurm.max_requeues allows another: a new job resumes the run from its checkpoint
+    more = load_suite(suite.path, overrides=["slurm.max_requeues=2"])
+    assert hs.run_slurm(more, out, wait=False, progress=False) is False
     expected = local_metrics([spec], tmp_path / "local")
     counts = hs.collect_slurm(suite.name, out, wait=True, timeout_s=WAIT_S, poll_s=1)
     assert counts["finished"] == 1, _queue()
     record = record_of(out, spec)
-    assert record["status"] == store.FINISHED and record["requeues"] == 1 and record["resumed"] is True
-    assert record["slurm_job_id"] == job_id and record["attempts"] == 2
+    assert record["status"] == store.FINISHED and record["requeues"] == 2 and record["resumed"] is True
+    assert record["slurm_job_id"] == job_id_of(out, spec) != job_id and record["attempts"] == 2
     assert comparable(record["metrics"]) == expected[spec.run_id]
-    assert "checkpointed at step" in job.paths.stdout.read_text()
 
 
 def test_a_run_that_raises_is_recorded_as_error_with_its_traceback(tmp_path):
