@@ -33,6 +33,7 @@ from models.synthetic import (GradientFieldArtifacts, HimmelblauArtifacts, PushP
 from models.synthetic.push_pull import DIRECTIONS
 
 from . import store
+from .status import RunStatus
 from .report import plots as report_plots
 
 #: Plot order of the estimators: the two the paper compares first.
@@ -65,7 +66,7 @@ def runs_of(suite_dir: Path, df: pd.DataFrame, kind) -> list[tuple[pd.Series, ob
     artifacts.json `kind` describes."""
     if df.empty or "config.model.family" not in df.columns:
         return []
-    rows = df[(df["status"] == store.FINISHED) & (df["config.model.family"] == kind.problem)]
+    rows = df[(df["status"] == RunStatus.FINISHED) & (df["config.model.family"] == kind.problem)]
     out = []
     for _, row in rows.iterrows():
         path = Path(suite_dir) / "runs" / row["run_id"] / store.ARTIFACTS

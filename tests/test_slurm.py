@@ -15,6 +15,7 @@ import cloudpickle
 import submitit
 
 from harness import store
+from harness.status import RunStatus
 from harness import slurm as hs
 from harness.config import DEFAULT_TIMEOUT_MIN, ConfigError, SlurmConfig, parse_time
 from harness.slurm import collect, files, settings, states
@@ -198,7 +199,7 @@ def _submit_mocked(suite, out: Path) -> str:
 def test_submitted_script_has_every_option_and_counts_only_unfinished_runs(tmp_path):
     suite = load_suite(write_suite(tmp_path, slurm=FULL_SLURM, seeds=(0, 1, 2, 3)))
     out = (tmp_path / "results").absolute()
-    write_record(out, suite.runs[0], store.FINISHED)
+    write_record(out, suite.runs[0], RunStatus.FINISHED)
     write_record(out, suite.runs[1], "error")  # retried
     text = _submit_mocked(suite, out)
     lines = _sbatch_lines(text)
@@ -219,7 +220,7 @@ def test_submitted_script_has_every_option_and_counts_only_unfinished_runs(tmp_p
 def test_preview_lists_the_executor_parameters_and_the_array_without_submitting(tmp_path):
     suite = load_suite(write_suite(tmp_path, slurm=FULL_SLURM, seeds=(0, 1, 2, 3)))
     out = tmp_path / "results"
-    write_record(out, suite.runs[0], store.FINISHED)
+    write_record(out, suite.runs[0], RunStatus.FINISHED)
     write_record(out, suite.runs[1], "error")  # retried
     text = hs.sbatch_preview(suite, out)
     for expected in ["slurm_partition='gpu'", "slurm_account='lab'", "gpus_per_node=2", "cpus_per_task=8",
@@ -246,7 +247,7 @@ def test_use_srun_false_and_timeout_min(tmp_path):
 def test_mocked_submission_writes_a_manifest_and_one_pickle_per_run(tmp_path):
     suite = load_suite(write_suite(tmp_path, slurm=FULL_SLURM, seeds=(0, 1, 2)))
     out = (tmp_path / "results").absolute()
-    write_record(out, suite.runs[2], store.FINISHED)
+    write_record(out, suite.runs[2], RunStatus.FINISHED)
     script = _submit_mocked(suite, out)
     manifest = hs.read_manifest(out, suite.name)
     jobs = {run_id: entry["job_id"] for run_id, entry in manifest["runs"].items()}
@@ -282,7 +283,7 @@ def test_collection_records_outcomes_and_resubmits_only_what_is_not_finished_or_
         # 0 finished by its job; 1 cancelled; 2 raised (error pickle); 3 killed (no pickle, log only);
         # 4 stopped at a step boundary with its requeues spent (SlurmRun.checkpoint returned None);
         # 5 still running; 6 TIMEOUT state; 7 OUT_OF_MEMORY; 8 NODE_FAIL
-        write_record(out, runs[0], store.FINISHED, slurm_job_id=ids[runs[0].run_id], metrics={"x": 1})
+        write_record(out, runs[0], RunStatus.FINISHED, slurm_job_id=ids[runs[0].run_id], metrics={"x": 1})
         for i in (1, 3, 7, 8):
             write_record(out, runs[i], "running", slurm_job_id=ids[runs[i].run_id])
         write_record(out, runs[4], "preempted", slurm_job_id=ids[runs[4].run_id], requeues=2, step=3)
@@ -301,7 +302,7 @@ def test_collection_records_outcomes_and_resubmits_only_what_is_not_finished_or_
                            ids[runs[8].run_id]: "NODE_FAIL"})
         assert hs.run_slurm(suite, out, wait=False, progress=False) is False
         records = [status_of(out, spec) for spec in runs]
-        assert records[0]["status"] == store.FINISHED and records[0]["metrics"] == {"x": 1}
+        assert records[0]["status"] == RunStatus.FINISHED and records[0]["metrics"] == {"x": 1}
         assert records[1]["status"] == "cancelled" and records[1]["slurm_state"] == "CANCELLED by 0"
         assert records[2]["status"] == "error" and "RuntimeError: boom" in records[2]["traceback"]
         assert records[2]["config"] == runs[2].config.resolved and records[2]["label"] == runs[2].label
@@ -318,7 +319,7 @@ def test_collection_records_outcomes_and_resubmits_only_what_is_not_finished_or_
         # 4 is not: its 2 requeues are slurm.max_requeues
         assert resubmitted == {runs[i].run_id for i in (1, 2, 3, 6, 7, 8)}
         assert manifest["runs"][runs[5].run_id]["job_id"] == ids[runs[5].run_id]
-        assert manifest["runs"][runs[0].run_id]["collected"] == store.FINISHED
+        assert manifest["runs"][runs[0].run_id]["collected"] == RunStatus.FINISHED
         assert manifest["runs"][runs[4].run_id]["collected"] == "preempted"
         assert "#SBATCH --array=0-5%6" in _sbatch_lines(_submitted_script(out, suite, "13"))
         # a third call with everything live submits nothing and collect_slurm reports the counts
@@ -352,12 +353,12 @@ def test_unknown_state_with_a_result_pickle_counts_as_ended(tmp_path):
         hs.run_slurm(suite, out, wait=False, progress=False)
         job_id = hs.read_manifest(out, suite.name)["runs"][suite.runs[0].run_id]["job_id"]
         assert job_id == "12"  # a batch of one is a plain job
-        write_record(out, suite.runs[0], store.FINISHED, slurm_job_id=job_id)
+        write_record(out, suite.runs[0], RunStatus.FINISHED, slurm_job_id=job_id)
         job = _job(out, suite, job_id)
         write_result(job, ("success", {"status": "finished"}))
         mock.job_sacct.clear()  # sacct knows nothing: state UNKNOWN
         assert hs.collect_slurm(suite.name, out)["finished"] == 1
-        assert hs.read_manifest(out, suite.name)["runs"][suite.runs[0].run_id]["collected"] == store.FINISHED
+        assert hs.read_manifest(out, suite.name)["runs"][suite.runs[0].run_id]["collected"] == RunStatus.FINISHED
 
 
 @pytest.mark.parametrize("state, status, resumable", [
@@ -458,7 +459,7 @@ class FakeRunner:
             start = time.monotonic()
             while not should_stop():
                 if self.finish_after is not None and time.monotonic() - start > self.finish_after:
-                    record["status"] = store.FINISHED
+                    record["status"] = RunStatus.FINISHED
                     break
                 time.sleep(0.01)
             else:
@@ -496,7 +497,7 @@ def test_checkpoint_stops_the_run_counts_the_requeue_and_resubmits(tmp_path, mon
     fake.started.clear()
     fake.finish_after = 0.05
     monkeypatch.setattr(harness.runner, "execute_run", fake)
-    assert resumed.result()["status"] == store.FINISHED
+    assert resumed.result()["status"] == RunStatus.FINISHED
     assert fake.calls[1]["force"] is False and fake.calls[1]["extra"]["requeues"] == 1
     assert status_of(Path(out), spec)["requeues"] == 1
 
@@ -509,7 +510,7 @@ def test_checkpoint_after_the_run_finished_does_not_requeue(tmp_path, monkeypatc
     fake = FakeRunner(finish_after=0.0)
     monkeypatch.setattr(harness.runner, "execute_run", fake)
     job = hs.SlurmRun()
-    assert job(spec, out)["status"] == store.FINISHED
+    assert job(spec, out)["status"] == RunStatus.FINISHED
     assert job.checkpoint(spec, out) is None
     assert status_of(Path(out), spec)["requeues"] == 0
 
@@ -544,7 +545,7 @@ def test_a_resubmitted_job_counts_one_requeue_of_an_interrupted_run(tmp_path, mo
     fake = FakeRunner(finish_after=0.0)
     monkeypatch.setattr(harness.runner, "execute_run", fake)
     write_record(Path(out), spec, "error", slurm_state="OUT_OF_MEMORY", slurm_job_id="20", requeues=1)
-    assert hs.SlurmRun()(spec, out)["status"] == store.FINISHED
+    assert hs.SlurmRun()(spec, out)["status"] == RunStatus.FINISHED
     assert fake.calls[-1]["extra"]["requeues"] == 2 and fake.calls[-1]["force"] is False
     # an error that is not the infrastructure's (a retry), or --force, counts nothing
     write_record(Path(out), spec, "error", slurm_state="FAILED", slurm_job_id="20", requeues=1)

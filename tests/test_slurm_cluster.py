@@ -22,6 +22,7 @@ import torch
 import yaml
 
 from harness import store
+from harness.status import RunStatus
 from harness import slurm as hs
 from harness.slurm import collect
 from harness.runner import execute_run
@@ -122,7 +123,7 @@ def local_metrics(specs, out: Path, threads: int = 1) -> dict:
         result = {}
         for spec in specs:
             record = execute_run(spec, out, progress=False)
-            assert record["status"] == store.FINISHED, record.get("traceback")
+            assert record["status"] == RunStatus.FINISHED, record.get("traceback")
             result[spec.run_id] = comparable(record["metrics"])
         return result
     finally:
@@ -163,7 +164,7 @@ def test_suite_on_slurm_matches_the_local_executor(tmp_path):
     assert counts == {"finished": 2, "running": 0, "pending": 0, "failed": 0}, _queue()
     for spec in suite.runs:
         record = record_of(out, spec)
-        assert record["status"] == store.FINISHED, record.get("traceback")
+        assert record["status"] == RunStatus.FINISHED, record.get("traceback")
         assert record["slurm_job_id"] == job_id_of(out, spec)
         assert record["torch_threads"] == 1 and record["requeues"] == 0
         assert comparable(record["metrics"]) == expected[spec.run_id]
@@ -186,7 +187,7 @@ def test_cancelled_and_killed_jobs_are_recorded_while_the_others_finish(tmp_path
     os.kill(pid, 9)  # killed outside Python: no traceback, no result pickle
     counts = hs.collect_slurm(suite.name, out, wait=True, timeout_s=WAIT_S, poll_s=1)
     assert counts == {"finished": 1, "running": 0, "pending": 0, "failed": 2}, _queue()
-    assert record_of(out, short)["status"] == store.FINISHED
+    assert record_of(out, short)["status"] == RunStatus.FINISHED
     cancelled = record_of(out, to_cancel)
     assert cancelled["status"] == "cancelled" and cancelled["slurm_state"].startswith("CANCELLED")
     killed = record_of(out, to_kill)
@@ -228,7 +229,7 @@ def test_an_interrupted_run_is_requeued_bounded_by_max_requeues_and_resumes_to_t
     counts = hs.collect_slurm(suite.name, out, wait=True, timeout_s=WAIT_S, poll_s=1)
     assert counts["finished"] == 1, _queue()
     record = record_of(out, spec)
-    assert record["status"] == store.FINISHED and record["requeues"] == 2 and record["resumed"] is True
+    assert record["status"] == RunStatus.FINISHED and record["requeues"] == 2 and record["resumed"] is True
     assert record["slurm_job_id"] == job_id_of(out, spec) != job_id and record["attempts"] == 2
     assert comparable(record["metrics"]) == expected[spec.run_id]
 

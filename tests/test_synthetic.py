@@ -18,6 +18,7 @@ import estimators
 import models.synthetic  # noqa: F401  (registers the families until models/__init__.py imports it)
 from harness import data as data_module
 from harness import store
+from harness.status import RunStatus
 from harness.cli import run_suite_main
 from harness.diagnostics import supports_diagnostics
 from harness.figures import FIGURES
@@ -54,7 +55,7 @@ def results(tmp_path_factory, one_thread):
             assert code == 0
             directory = store.suite_dir(out, name)
             df = store.load_results(directory)
-            assert (df["status"] == store.FINISHED).all()
+            assert (df["status"] == RunStatus.FINISHED).all()
             cache[name] = (directory, df)
         return cache[name]
 
