@@ -20,6 +20,9 @@ from .status import RunStatus
 
 logger = logging.getLogger("harness.cli")  # not __name__: `python -m harness.cli` runs as __main__
 
+#: The exit status after Ctrl-C (128 + SIGINT), as a shell reports it.
+INTERRUPTED = 130
+
 #: The packages whose loggers the entry points show (each module logs to logging.getLogger(__name__)).
 LOGGED_PACKAGES = ("harness", "estimators", "models")
 
@@ -104,10 +107,6 @@ def run_suite_main(argv: list[str] | None = None) -> int:
     finally:
         if pool is not None:
             pool.shutdown(wait=False, cancel_futures=True)  # already done unless the suite did not load
-
-
-#: The exit status after Ctrl-C (128 + SIGINT), as a shell reports it.
-INTERRUPTED = 130
 
 
 def _interrupted_line(suite, out: Path) -> str:

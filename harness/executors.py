@@ -80,8 +80,7 @@ class SuiteProgress:
         self.waiting: deque[str] = deque()
         self.durations: list[float] = []
         self.since = time.time()
-        self._bar = tqdm(total=total, desc="suite", bar_format="{desc}: {postfix}", disable=not bar,
-                         dynamic_ncols=True)
+        self._bar = tqdm(total=total, bar_format="suite: {desc}", disable=not bar, dynamic_ncols=True)
         self._show()
 
     @property
@@ -161,7 +160,7 @@ class SuiteProgress:
     def _show(self, log: bool = False) -> None:
         if not self._bar.disable:
             self._bar.n = self.total - self.pending - len(self.running)
-            self._bar.set_postfix_str(self.line())
+            self._bar.set_description_str(self.line())
         elif log:
             logger.info("%s", self.line())
 
