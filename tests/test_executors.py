@@ -204,7 +204,7 @@ def test_suite_progress_counts_and_estimates_the_time_left():
     assert progress.eta_s() == pytest.approx(90.0)
     assert progress.line() == "1/5 runs done: 1 finished, 2 running, 0 failed, 2 pending; about 1m30s left"
     clock.now += 30
-    progress.ended("b", _record("error"))  # took 90 s: mean 75 s; d starts
+    progress.ended("b", _record("diverged"))  # took 90 s: mean 75 s; d starts
     # c ran 30 s (45 left), d 0 s (75 left), e pending (75): 195 / 2
     assert progress.eta_s() == pytest.approx(97.5)
     progress.ended("c", None)  # another run-suite holds it
@@ -213,10 +213,10 @@ def test_suite_progress_counts_and_estimates_the_time_left():
                                       "1 held by another run-suite;")
     progress.queue(["d"])
     clock.now += 10
-    progress.ended("e", _record("finished"))
+    progress.ended("e", _record("error"))  # an exception, not a trained run: its time is not counted
     progress.ended("d", {"status": "finished", "started": "2000-01-01T00:00:00+00:00"})  # skipped: finished before
-    assert progress.durations == [60.0, 90.0, 10.0]
-    assert progress.line() == "5/5 runs done: 3 finished, 0 running, 1 failed, 0 pending, 1 held by another run-suite"
+    assert progress.durations == [60.0, 90.0]
+    assert progress.line() == "5/5 runs done: 2 finished, 0 running, 2 failed, 0 pending, 1 held by another run-suite"
 
 
 def test_no_progress_logs_the_suite_line_at_each_run(tmp_path, capsys, no_report, one_torch_thread):
