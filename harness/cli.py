@@ -1,7 +1,10 @@
 """Command-line entry points: `run-suite` and `make-report` (README "Running suites").
 
-The harness's modules are imported inside the functions, not here: `run-suite --jobs N` starts its worker
-processes (harness/executors.py) before this process spends a second importing torch and loading the suite.
+Both set up logging once (`setup_logging`: the harness's messages on stderr, the results table on stdout),
+import the user's plugins (harness/plugins.py), and end a Ctrl-C with one line and exit status 130 (README
+"Reliability"). The harness's modules are imported inside the functions, not here: `run-suite --jobs N`
+starts its worker processes (harness/executors.py) before this process spends a second importing torch and
+loading the suite.
 """
 from __future__ import annotations
 
