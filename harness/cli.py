@@ -1,17 +1,62 @@
 """Command-line entry points: `run-suite` and `make-report` (README "Running suites").
 
-The harness's modules are imported inside the functions, not here: `run-suite --jobs N` starts its worker
-processes (harness/executors.py) before this process spends a second importing torch and loading the suite.
+Both set up logging once (`setup_logging`: the harness's messages on stderr, the results table on stdout),
+import the user's plugins (harness/plugins.py), and end a Ctrl-C with one line and exit status 130 (README
+"Reliability"). The harness's modules are imported inside the functions, not here: `run-suite --jobs N`
+starts its worker processes (harness/executors.py) before this process spends a second importing torch and
+loading the suite.
 """
 from __future__ import annotations
 
 import argparse
 import gc
+import logging
 import sys
 import threading
 from pathlib import Path
 
+from tqdm.auto import tqdm
+
 from . import store
+from .plugins import PluginError, import_plugins
+from .status import RunStatus
+
+logger = logging.getLogger("harness.cli")  # not __name__: `python -m harness.cli` runs as __main__
+
+#: The exit status after Ctrl-C (128 + SIGINT), as a shell reports it.
+INTERRUPTED = 130
+
+#: The packages whose loggers the entry points show (each module logs to logging.getLogger(__name__)).
+LOGGED_PACKAGES = ("harness", "estimators", "models")
+
+
+class _ProgressAwareHandler(logging.Handler):
+    """Writes each message through tqdm.write to the current sys.stderr: above any open progress bar."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            tqdm.write(self.format(record), file=sys.stderr)
+        except Exception:  # noqa: BLE001 — logging's own convention: report, never raise
+            self.handleError(record)
+
+
+def setup_logging(prog: str, verbosity: int = 0) -> None:
+    """Show the harness's messages on stderr as `prog: message`: INFO and up by default, DEBUG with
+    verbosity > 0 (-v), WARNING and up with verbosity < 0 (-q). Calling it again replaces its handler."""
+    level = logging.DEBUG if verbosity > 0 else logging.WARNING if verbosity < 0 else logging.INFO
+    handler = _ProgressAwareHandler()
+    handler.setFormatter(logging.Formatter(f"{prog}: %(message)s"))
+    for name in LOGGED_PACKAGES:
+        package_logger = logging.getLogger(name)
+        for old in [h for h in package_logger.handlers if isinstance(h, _ProgressAwareHandler)]:
+            package_logger.removeHandler(old)
+        package_logger.addHandler(handler)
+        package_logger.setLevel(level)
+
+
+def _add_verbosity(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more messages (debug)")
+    parser.add_argument("-q", "--quiet", action="count", default=0, help="warnings and errors only")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -22,12 +67,15 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE",
                         help="override a setting for every run, e.g. --set training.steps=100 (repeatable)")
     parser.add_argument("--executor", choices=("local", "slurm"), default="local")
-    parser.add_argument("--jobs", type=int, default=1, help="local runs at once (process pool); default 1")
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="local runs at once (process pool), capped at the cores and the runs to do; default 1")
     parser.add_argument("--dry-run", action="store_true", help="print the expanded runs and exit")
     parser.add_argument("--force", action="store_true", help="rerun finished runs too")
     parser.add_argument("--out", default="results", help="results directory (default: ./results)")
     parser.add_argument("--no-wait", action="store_true", help="slurm: submit and return; collect later")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.add_argument("--no-progress", action="store_true",
+                        help="no progress bars (the suite's progress line is logged at each ended run instead)")
+    _add_verbosity(parser)
     return parser
 
 
@@ -45,8 +93,9 @@ def dry_run_table(suite, out: Path) -> str:
 
 def run_suite_main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    setup_logging("run-suite", args.verbose - args.quiet)
     if args.jobs < 1:
-        print("run-suite: --jobs must be at least 1", file=sys.stderr)
+        logger.error("--jobs must be at least 1")
         return 2
     pool = None
     if args.jobs > 1 and args.executor == "local" and not args.dry_run:
@@ -55,25 +104,37 @@ def run_suite_main(argv: list[str] | None = None) -> int:
         pool = start_pool(args.jobs)  # its workers import torch while this process does (below)
     try:
         return _run_suite(args, pool)
+    except KeyboardInterrupt:  # while the suite loaded
+        logger.error("interrupted before any run started")
+        return INTERRUPTED
     finally:
         if pool is not None:
             pool.shutdown(wait=False, cancel_futures=True)  # already done unless the suite did not load
 
 
-def _run_suite(args: argparse.Namespace, pool) -> int:
-    from . import report
+def _interrupted_line(suite, out: Path) -> str:
+    """The one line run-suite ends with on Ctrl-C: how many of the suite's runs are finished."""
     from .runner import run_status
+
+    finished = sum(run_status(out, spec) == RunStatus.FINISHED for spec in suite.runs)
+    return (f"interrupted: {finished} run{'s' * (finished != 1)} finished, {len(suite.runs) - finished} left; "
+            "run the same command to resume")
+
+
+def _run_suite(args: argparse.Namespace, pool) -> int:
     from .suite import SuiteError, load_suite
 
     try:
+        import_plugins()
         suite = load_suite(args.suite, profile=args.profile, overrides=args.overrides)
-    except SuiteError as error:
-        print(f"run-suite: {error}", file=sys.stderr)
+    except (SuiteError, PluginError) as error:
+        logger.error("%s", error)
         return 2
     out = Path(args.out)
-    print(f"suite {suite.name} ({suite.path}), profile {suite.profile or '(none)'}: {len(suite.runs)} runs "
-          f"-> {store.suite_dir(out, suite.name)}")
+    header = (f"suite {suite.name} ({suite.path}), profile {suite.profile or '(none)'}: {len(suite.runs)} runs "
+              f"-> {store.suite_dir(out, suite.name)}")
     if args.dry_run:
+        print(header)
         print(dry_run_table(suite, out))
         if args.executor == "slurm":
             from .slurm import sbatch_preview
@@ -81,47 +142,60 @@ def _run_suite(args: argparse.Namespace, pool) -> int:
             try:
                 print(f"\nsbatch script (not submitted):\n{sbatch_preview(suite, out, force=args.force)}")
             except SuiteError as error:
-                print(f"run-suite: {error}", file=sys.stderr)
+                logger.error("%s", error)
                 return 2
         return 0
-    progress = not args.no_progress
+    logger.info("%s", header)
+    try:
+        return _train_and_report(args, suite, out, pool)
+    except KeyboardInterrupt:
+        logger.error("%s", _interrupted_line(suite, out))
+        return INTERRUPTED
+
+
+def _train_and_report(args: argparse.Namespace, suite, out: Path, pool) -> int:
+    from . import report
+    from .runner import run_status
+    from .suite import SuiteError
+
+    show_bars = not args.no_progress
     if args.executor == "slurm":
         from .slurm import SlurmError, run_slurm
 
         try:
-            finished_all = run_slurm(suite, out, force=args.force, wait=not args.no_wait, progress=progress)
+            finished_all = run_slurm(suite, out, force=args.force, wait=not args.no_wait, progress=show_bars)
         except (SuiteError, SlurmError) as error:
-            print(f"run-suite: {error}", file=sys.stderr)
+            logger.error("%s", error)
             return 2
         if not finished_all:
             return 0
-    elif args.jobs == 1:
-        from .executors import run_local
-
-        run_local(suite.runs, out, force=args.force, progress=progress)
     else:
-        from .executors import run_pool
+        from .executors import cap_jobs, run_local, run_pool
 
-        # This process only waits while its workers train: it imports the report's dependencies meanwhile.
-        importer = threading.Thread(target=report.import_dependencies, name="import-report-dependencies",
-                                    daemon=True)
-        importer.start()
-        run_pool(suite.runs, out, args.jobs, force=args.force, progress=progress, pool=pool)
-        importer.join()  # before the report imports the same modules itself
-    if args.executor == "local":  # runs another run-suite process holds: wait until it lets go of them
-        for spec in suite.runs:
-            if run_status(out, spec) == "running":
+        to_do = [spec for spec in suite.runs if args.force or run_status(out, spec) != RunStatus.FINISHED]
+        jobs = cap_jobs(args.jobs, len(to_do))
+        if jobs == 1:
+            run_local(suite.runs, out, force=args.force, progress=show_bars)
+        else:
+            # This process only waits while its workers train: it imports the report's dependencies meanwhile.
+            importer = threading.Thread(target=report.import_dependencies, name="import-report-dependencies",
+                                        daemon=True)
+            importer.start()
+            run_pool(suite.runs, out, jobs, force=args.force, progress=show_bars, pool=pool)
+            importer.join()  # before the report imports the same modules itself
+        for spec in suite.runs:  # runs another run-suite process holds: wait until it lets go of them
+            if run_status(out, spec) == RunStatus.RUNNING:
                 with store.RunLock(store.run_dir(out, spec.suite, spec.run_id), wait=True):
                     pass
     result = report.write_suite_report(store.suite_dir(out, suite.name), suite=suite)
     print(result["summary"])
     for path in result["files"]:
-        print(f"wrote {path}")
+        logger.info("wrote %s", path)
     statuses = [run_status(out, spec) for spec in suite.runs]
-    failed = [s for s in statuses if s != store.FINISHED]
+    failed = [s for s in statuses if s != RunStatus.FINISHED]
     if failed:
-        print(f"{len(failed)} of {len(statuses)} runs did not finish ({', '.join(sorted(set(map(str, failed))))}); "
-              "see their record.json; re-running the suite retries them", file=sys.stderr)
+        logger.error("%d of %d runs did not finish (%s); see their record.json; re-running the suite retries them",
+                     len(failed), len(statuses), ", ".join(sorted(set(map(str, failed)))))
         return 1
     return 0
 
@@ -131,12 +205,32 @@ def make_report_main(argv: list[str] | None = None) -> int:
                                      description="Regenerate reports from existing results, without training.")
     parser.add_argument("suites", nargs="*", help="suite names or files (default: every suite under --out)")
     parser.add_argument("--out", default="results", help="results directory (default: ./results)")
+    _add_verbosity(parser)
     args = parser.parse_args(argv)
+    setup_logging("make-report", args.verbose - args.quiet)
+    try:
+        return _make_report(args)
+    except KeyboardInterrupt:
+        logger.error("interrupted; run the same command to write the reports again")
+        return INTERRUPTED
+
+
+def _make_report(args: argparse.Namespace) -> int:
     from . import report
     from .suite import SuiteError, load_suite
 
     out = Path(args.out)
-    names = args.suites or sorted(p.parent.parent.parent.name for p in out.glob("*/runs/*/record.json"))
+    try:
+        import_plugins()
+    except PluginError as error:
+        logger.error("%s", error)
+        return 2
+    names = args.suites or sorted({p.parent.parent.parent.name for p in out.glob(f"*/runs/*/{store.RECORD}")})
+    if not names:
+        where = f"{out} is not a folder" if not out.is_dir() else f"{out} holds no run records"
+        logger.error("%s (looked for %s); run `run-suite SUITE --out %s` first, or point --out at the folder "
+                     "run-suite wrote to", where, out / "<suite>" / "runs" / "<run>" / store.RECORD, out)
+        return 1
     status = 0
     for name in dict.fromkeys(names):
         try:
@@ -146,17 +240,21 @@ def make_report_main(argv: list[str] | None = None) -> int:
         suite_name = suite.name if suite else Path(name).stem
         directory = store.suite_dir(out, suite_name)
         if not directory.exists():
-            print(f"make-report: no results for {suite_name!r} under {out}", file=sys.stderr)
+            logger.error("no results for %r under %s; run `run-suite %s --out %s` first", suite_name, out, name, out)
             status = 1
             continue
         if (directory / "submitit" / "manifest.json").exists():  # jobs submitted with --no-wait
             from .slurm import collect_slurm
 
             collect_slurm(suite_name, out)  # settle the records of jobs that ended; submits nothing
+        if not any(directory.glob(f"runs/*/{store.RECORD}")):
+            logger.error("no run records in %s; run `run-suite %s --out %s` first", directory / "runs", name, out)
+            status = 1
+            continue
         result = report.write_suite_report(directory, suite=suite)
         print(f"== {suite_name}\n{result['summary']}")
         for path in result["files"]:
-            print(f"wrote {path}")
+            logger.info("wrote %s", path)
     return status
 
 

@@ -1,4 +1,5 @@
-"""run-suite as a program: kill -9 and resume, two processes on one results directory, --jobs 2.
+"""run-suite as a program: kill -9 and resume, two processes on one results directory, --jobs 2; make-report
+on missing or empty folders and Ctrl-C. (Pool failures, Ctrl-C with --jobs and the --jobs cap: test_executors.)
 
 The subprocesses run `python -m harness.cli` with OMP_NUM_THREADS=1; runs compared with them in this
 process use one torch thread too (results depend on the thread count at the 1e-5 level).
@@ -14,7 +15,7 @@ import pytest
 import torch
 
 from harness import executors, store
-from harness.cli import run_suite_main
+from harness.cli import make_report_main, run_suite_main
 from harness.suite import load_suite
 from helpers_harness import (assert_same_metrics, no_report, one_torch_thread, read_history,  # noqa: F401
                              read_record, records_by_id, start_run_suite, write_suite)
@@ -196,3 +197,38 @@ def test_a_suite_that_does_not_load_leaves_no_pool_worker_behind(tmp_path, capsy
     while multiprocessing.active_children():  # the workers it started exit (the pool was shut down)
         assert time.monotonic() < deadline, f"pool workers still alive: {multiprocessing.active_children()}"
         time.sleep(0.05)
+
+
+# -- make-report ---------------------------------------------------------------------------------------------
+
+def test_make_report_on_a_missing_or_empty_folder_says_what_to_run(tmp_path, capsys):
+    missing = tmp_path / "missing"
+    assert make_report_main(["--out", str(missing)]) == 1
+    err = capsys.readouterr().err
+    assert f"make-report: {missing} is not a folder" in err
+    assert f"run `run-suite SUITE --out {missing}` first" in err
+
+    empty = tmp_path / "empty"
+    (empty / "quick" / "runs").mkdir(parents=True)
+    assert make_report_main(["--out", str(empty)]) == 1
+    assert f"make-report: {empty} holds no run records" in capsys.readouterr().err
+    # a suite named on the command line whose folder holds no record yet
+    assert make_report_main(["quick", "--out", str(empty)]) == 1
+    err = capsys.readouterr().err
+    assert f"no run records in {empty / 'quick' / 'runs'}; run `run-suite quick --out {empty}` first" in err
+    assert not list(empty.rglob("*.csv")) and not list(empty.rglob("*.md"))
+
+
+def test_ctrl_c_in_make_report_ends_in_one_line(tmp_path, monkeypatch, capsys):
+    from harness import report
+
+    store.write_json(store.run_dir(tmp_path, "some_suite", "abc") / store.RECORD, {"run_id": "abc"})
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(report, "write_suite_report", interrupted)
+    assert make_report_main(["--out", str(tmp_path)]) == 130
+    err = capsys.readouterr().err
+    assert err.strip().splitlines() == [
+        "make-report: interrupted; run the same command to write the reports again"]
