@@ -139,11 +139,7 @@ def _run_suite(args: argparse.Namespace, pool) -> int:
         if args.executor == "slurm":
             from .slurm import sbatch_preview
 
-            try:
-                print(f"\nsbatch script (not submitted):\n{sbatch_preview(suite, out, force=args.force)}")
-            except SuiteError as error:
-                logger.error("%s", error)
-                return 2
+            print(f"\nSLURM submission (not submitted):\n{sbatch_preview(suite, out, force=args.force)}")
         return 0
     logger.info("%s", header)
     try:
@@ -194,7 +190,8 @@ def _train_and_report(args: argparse.Namespace, suite, out: Path, pool) -> int:
     statuses = [run_status(out, spec) for spec in suite.runs]
     failed = [s for s in statuses if s != RunStatus.FINISHED]
     if failed:
-        logger.error("%d of %d runs did not finish (%s); see their record.json; re-running the suite retries them",
+        logger.error("%d of %d runs did not finish (%s); see their record.json; re-running the suite resumes all "
+                     "but the diverged ones (a result: --force reruns them)",
                      len(failed), len(statuses), ", ".join(sorted(set(map(str, failed)))))
         return 1
     return 0
@@ -205,6 +202,9 @@ def make_report_main(argv: list[str] | None = None) -> int:
                                      description="Regenerate reports from existing results, without training.")
     parser.add_argument("suites", nargs="*", help="suite names or files (default: every suite under --out)")
     parser.add_argument("--out", default="results", help="results directory (default: ./results)")
+    parser.add_argument("--profile", help="the profile the suite ran with (a report shows exactly those runs)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE",
+                        help="the --set overrides the suite ran with (repeatable)")
     _add_verbosity(parser)
     args = parser.parse_args(argv)
     setup_logging("make-report", args.verbose - args.quiet)
@@ -234,8 +234,12 @@ def _make_report(args: argparse.Namespace) -> int:
     status = 0
     for name in dict.fromkeys(names):
         try:
-            suite = load_suite(name)
-        except SuiteError:
+            suite = load_suite(name, profile=args.profile, overrides=args.overrides)
+        except SuiteError as error:
+            if args.profile or args.overrides:  # asked for a configuration: a suite that does not load is an error
+                logger.error("%s", error)
+                status = 1
+                continue
             suite = None
         suite_name = suite.name if suite else Path(name).stem
         directory = store.suite_dir(out, suite_name)

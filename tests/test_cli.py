@@ -73,7 +73,7 @@ def test_kill_and_resume(tmp_path, no_report):
     assert proc.returncode == -signal.SIGKILL
 
     record = read_record(victim)
-    state = torch.load(victim / store.CHECKPOINT, map_location="cpu", weights_only=False)
+    state = torch.load(victim / store.CHECKPOINT, map_location="cpu", weights_only=True)
     assert record["status"] == "running" and record["attempts"] == 1
     if state["step"] == steps:  # the kill landed in the instant between the final save and the record
         pytest.skip("SIGKILL arrived after the run's last step; nothing to resume")

@@ -171,7 +171,7 @@ def test_himmelblau_resume_gives_identical_snapshots(tmp_path, monkeypatch, one_
         stopped = train_run(config, tmp_path / "resumed", progress=False, should_stop=lambda: next(polls) == 59)
         assert stopped.status == "preempted" and stopped.step == 60
         expected_step = 60
-    assert torch.load(tmp_path / "resumed" / store.CHECKPOINT, weights_only=False)["step"] == expected_step
+    assert torch.load(tmp_path / "resumed" / store.CHECKPOINT, weights_only=True)["step"] == expected_step
     resumed = train_run(config, tmp_path / "resumed", progress=False)
     first = json.loads((tmp_path / "straight" / store.ARTIFACTS).read_text())
     second = json.loads((tmp_path / "resumed" / store.ARTIFACTS).read_text())

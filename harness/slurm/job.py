@@ -85,8 +85,10 @@ class SlurmRun(submitit.helpers.Checkpointable):
         return count
 
     def __call__(self, spec: RunSpec, out: str) -> dict:
+        from ..plugins import import_plugins
         from ..runner import execute_run
 
+        import_plugins()  # the user's estimators and families, as in run-suite and its pool workers
         self._reset_runtime()
         _log_to_job_stdout()
         previous = store.read_record(store.run_dir(out, spec.suite, spec.run_id)) or {}
