@@ -17,12 +17,11 @@ from pathlib import Path
 import yaml
 
 import models
-from estimators.registry import closest
 
 from . import data as data_module
 from .config import (RUN_SECTIONS, ConfigError, PaperConfig, Problems, ReportConfig, RunConfig, SlurmConfig,
                      check_section, key_paths)
-from .schema import unknown_name
+from .schema import did_you_mean, unknown_name
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SUITES_DIR = PROJECT_ROOT / "suites"
@@ -80,10 +79,9 @@ def resolve_suite_path(name_or_path: str | Path) -> Path:
     for path in (SUITES_DIR / candidate.name, SUITES_DIR / f"{candidate.name}.yaml"):
         if path.is_file():
             return path
-    available = sorted(p.stem for p in SUITES_DIR.glob("*.yaml"))
-    hint = closest(candidate.stem, available)
-    raise SuiteError(f"{name_or_path}: no such suite file (looked here and in {SUITES_DIR}). "
-                     + (f"Did you mean {hint!r}? " if hint else "") + f"Available: {', '.join(available)}")
+    available = [p.stem for p in SUITES_DIR.glob("*.yaml")]
+    raise SuiteError(f"{name_or_path}: no such suite file (looked here and in {SUITES_DIR})."
+                     + did_you_mean(candidate.stem, available, "Available"))
 
 
 def deep_merge(base: dict, override: dict) -> dict:
@@ -264,9 +262,7 @@ def load_suite(name_or_path, profile: str | None = None, overrides: list[str] | 
     for profile_name, layer in profiles.items():
         _check_sections_shape(problems, f"profiles.{profile_name}", layer, PROFILE_EXPANSION_KEYS)
     if profile is not None and profile not in profiles:
-        hint = closest(profile, profiles)
-        problems.add("profile", f"suite has no profile {profile!r}." + (f" Did you mean {hint!r}?" if hint else "")
-                     + f" Valid: {', '.join(sorted(profiles)) or '(none)'}")
+        problems.add("profile", f"suite has no profile {profile!r}." + did_you_mean(profile, profiles))
     try:
         set_layer = parse_set(overrides)
     except SuiteError as error:

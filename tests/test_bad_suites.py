@@ -60,6 +60,9 @@ CASES = {
     "unknown device": (base(training={"device": "gpu"}), [], "training.device", "use auto, cpu, cuda"),
     "zero diagnostics batch": (base(metrics={"diagnostics_batch": 0}), [], "metrics.diagnostics_batch",
                                "must be at least 1"),
+    "misspelt lookup": (base(model={"lookup": "cosin"}), [], "model", "lookup 'cosin' is not one of euclidean, cosine"),
+    "ema_decay of 1": (base(model={"ema_decay": 1.0}), [], "model", "ema_decay must be in [0, 1)"),
+    "zero codes": (base(model={"num_codes": 0}), [], "model", "num_codes must be positive"),
     # data roots, checked on disk at load
     "missing image root": (root_case(lambda tmp: {"name": "image_folder", "root": str(tmp / "nowhere"), "size": 16}),
                            [], "data.root", "does not exist"),
