@@ -71,7 +71,9 @@ def _section(problems: Problems, cls, values, prefix: str):
     if found:
         return None
     instance = cls(**kwargs)
-    problems.extend(instance.cross_check(), prefix)
+    cross_check = getattr(instance, "cross_check", None)  # rules across settings of the section
+    if cross_check is not None:
+        problems.extend(cross_check(), prefix)
     return instance
 
 
@@ -131,9 +133,6 @@ class MetricsConfig:
     fidelity_samples: int | None = setting(None, at_least=1, doc="cap on validation items for r-FID; null: all")
     diagnostics: bool = setting(True, doc="gradient diagnostics (cosine to the exact gradient, push/pull)")
     diagnostics_batch: int = setting(16, at_least=1, doc="validation items the diagnostics use")
-
-    def cross_check(self) -> list[Problem]:
-        return []
 
 
 # -- SLURM ------------------------------------------------------------------------------------------------
@@ -287,9 +286,6 @@ class PaperConfig:
     figures: list[int] | None = setting(None, at_least=1, doc="the paper figures the suite reproduces")
     minima: list[list[float]] | None = setting(None, doc="known minima drawn in the figures (paper A.2)")
 
-    def cross_check(self) -> list[Problem]:
-        return []
-
 
 @dataclass(frozen=True)
 class ReportConfig:
@@ -299,9 +295,6 @@ class ReportConfig:
     metrics: list[str] | None = setting(None, doc="the metric columns of the report's tables")
     figures: list[str] | None = setting(None, check=_figure_names_check,
                                         doc="extra figures, by name in harness.figures.FIGURES")
-
-    def cross_check(self) -> list[Problem]:
-        return []
 
 
 def check_section(problems: Problems, cls, values, prefix: str):
