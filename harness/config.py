@@ -11,7 +11,7 @@ import copy
 import math
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 
 import estimators
@@ -19,7 +19,7 @@ import models
 from estimators.registry import params_class
 
 from . import data as data_module
-from .schema import Problem, check_fields, did_you_mean, got, setting, unknown_name
+from .schema import Problem, check_fields, did_you_mean, got, join_key, setting, unknown_name
 
 RUN_SECTIONS = ("model", "estimator", "data", "training", "metrics")
 
@@ -50,7 +50,7 @@ class Problems:
 
     def extend(self, problems: Iterable[Problem], prefix: str = "") -> None:
         for problem in problems:
-            self.add(".".join(part for part in (prefix, problem.key) if part), problem.message)
+            self.add(join_key(prefix, problem.key), problem.message)
 
     def take(self, error: ConfigError) -> None:
         """Record the problem lines of a ConfigError raised by a nested validation."""
@@ -71,7 +71,9 @@ def _section(problems: Problems, cls, values, prefix: str):
     if found:
         return None
     instance = cls(**kwargs)
-    problems.extend(instance.cross_check(), prefix)
+    cross_check = getattr(instance, "cross_check", None)  # rules across settings of the section
+    if cross_check is not None:
+        problems.extend(cross_check(), prefix)
     return instance
 
 
@@ -131,9 +133,6 @@ class MetricsConfig:
     fidelity_samples: int | None = setting(None, at_least=1, doc="cap on validation items for r-FID; null: all")
     diagnostics: bool = setting(True, doc="gradient diagnostics (cosine to the exact gradient, push/pull)")
     diagnostics_batch: int = setting(16, at_least=1, doc="validation items the diagnostics use")
-
-    def cross_check(self) -> list[Problem]:
-        return []
 
 
 # -- SLURM ------------------------------------------------------------------------------------------------
@@ -251,6 +250,73 @@ class SlurmConfig:
         config = _section(problems, cls, {} if section is None else section, "slurm")
         problems.raise_if_any()
         return config
+
+
+# -- paper and report (read by harness/report.py) --------------------------------------------------------
+
+def _figure_names_check(value) -> list[Problem]:
+    """report.figures names entries of harness.figures.FIGURES (imported only when a suite names some)."""
+    if not isinstance(value, list) or not value:
+        return []
+    from .figures import FIGURES
+
+    problems = []
+    for index, name in enumerate(value):
+        if isinstance(name, int) and not isinstance(name, bool):
+            problems.append(Problem(f"[{index}]", f"{name} is a paper figure number: those go under paper.figures "
+                                                  f"(or paper.figure); report.figures takes figure names. "
+                                                  f"Valid: {', '.join(sorted(FIGURES))}"))
+        elif name not in FIGURES:
+            problems.append(Problem(f"[{index}]", unknown_name("figure", name, FIGURES)))
+    return problems
+
+
+_NAMES = str | list[str] | None
+
+
+@dataclass(frozen=True)
+class PaperConfig:
+    """A suite's ``paper:`` section: what of the paper the report compares with (harness/report.py)."""
+
+    table: _NAMES = setting(None, doc="paper table(s) whose numbers are printed beside ours, e.g. table1")
+    section: _NAMES = setting(None, doc='paper section(s) the suite reproduces, e.g. "A.2"')
+    settings: list[dict] | None = setting(None, doc="which paper rows each group of runs matches")
+    claim: str | None = setting(None, doc="the paper's claim, quoted in the report")
+    figure: int | None = setting(None, at_least=1, doc="the paper figure the suite reproduces")
+    figures: list[int] | None = setting(None, at_least=1, doc="the paper figures the suite reproduces")
+    minima: list[list[float]] | None = setting(None, doc="known minima drawn in the figures (paper A.2)")
+
+
+@dataclass(frozen=True)
+class ReportConfig:
+    """A suite's ``report:`` section (harness/report.py)."""
+
+    baseline: str | None = setting(None, doc="the estimator the significance tests compare against")
+    metrics: list[str] | None = setting(None, doc="the metric columns of the report's tables")
+    figures: list[str] | None = setting(None, check=_figure_names_check,
+                                        doc="extra figures, by name in harness.figures.FIGURES")
+
+
+def check_section(problems: Problems, cls, values, prefix: str):
+    """Check a top-level section (e.g. paper, report) against its dataclass; None if absent or wrong."""
+    return None if values is None else _section(problems, cls, values, prefix)
+
+
+def key_paths(resolved: Mapping) -> set[str]:
+    """Every dotted key a run's resolved dict may hold: its sections' valid keys for its family, estimator and
+    dataset (an exclude rule's keys are checked against these)."""
+    paths = {"seed", "model.preset"} | {f"training.{f.name}" for f in fields(TrainingConfig)}
+    paths |= {f"metrics.{f.name}" for f in fields(MetricsConfig)}
+    for section, key, names, params_of in (
+            ("model", "family", models.family_names(), lambda n: models.get_family(n).Params),
+            ("estimator", "name", estimators.names(), params_class),
+            ("data", "name", data_module.dataset_names(), lambda n: data_module.DATASETS[n].Params)):
+        values = resolved.get(section)
+        paths.add(f"{section}.{key}")
+        name = values.get(key) if isinstance(values, Mapping) else None
+        if name in names:
+            paths |= {f"{section}.{f.name}" for f in fields(params_of(name))}
+    return paths
 
 
 # -- model, estimator, data ------------------------------------------------------------------------------

@@ -512,9 +512,14 @@ def _split_items(
     return [items[i] for i in _split_indices(len(items), split, seed, val_fraction, what)]
 
 
+def _suffixes(extensions: tuple[str, ...]) -> set[str]:
+    """File-name suffixes, lower case with their dot, from extensions written ".png" or "png"."""
+    return {e.lower() if e.startswith(".") else f".{e.lower()}" for e in extensions}
+
+
 def _files_under(base: Path, extensions: tuple[str, ...]) -> list[Path]:
     """Non-hidden files under `base` (recursively) with one of `extensions`, sorted."""
-    suffixes = {e.lower() if e.startswith(".") else f".{e.lower()}" for e in extensions}
+    suffixes = _suffixes(extensions)
     return sorted(
         p
         for p in base.rglob("*")
@@ -810,6 +815,40 @@ def _dataset_class(name: str) -> type[Dataset]:
     if name not in DATASETS:
         raise ValueError(unknown_name("dataset", name, DATASETS))
     return DATASETS[name]
+
+
+def _holds_a_file(root: Path, wanted: Callable[[str], bool]) -> bool:
+    """Whether any non-hidden file under `root` (recursively) is `wanted`; stops at the first one."""
+    for _, subfolders, files in os.walk(root):
+        subfolders[:] = [d for d in subfolders if not d.startswith(".")]
+        if any(wanted(f) for f in files if not f.startswith(".")):
+            return True
+    return False
+
+
+def root_problem(data) -> str | None:
+    """Why the folder of a folder dataset (image_folder, video_folder, cifar10) cannot be read: it does not
+    exist or holds none of the files the dataset reads; None if it can (or the dataset has no root). Only
+    directory entries are read, so a suite loader can check each distinct root once, before anything runs."""
+    root = getattr(data.params, "root", None)
+    if root is None:
+        return None
+    path = Path(root).expanduser()
+    if not path.is_dir():
+        return f"dataset root {path} does not exist (or is not a folder); set data.root to the dataset's folder"
+    if data.name == "cifar10":
+        wanted = set(CIFAR_FILES["train"] + CIFAR_FILES["val"])
+        found = _holds_a_file(path, wanted.__contains__)
+        layout = f"{CIFAR_FOLDER} (data_batch_1..5, test_batch) or its parent"
+    elif data.name == "video_folder":
+        suffixes = FRAME_EXTENSIONS + ARRAY_EXTENSIONS
+        found = _holds_a_file(path, lambda f: Path(f).suffix.lower() in suffixes)
+        layout = VIDEO_LAYOUT
+    else:
+        suffixes = _suffixes(data.params.extensions)
+        found = _holds_a_file(path, lambda f: Path(f).suffix.lower() in suffixes)
+        layout = f"image files ({', '.join(sorted(suffixes))}) in root/<class>/ or root/{{train,val}}/<class>/"
+    return None if found else f"dataset root {path} holds no file {data.name} reads; expected {layout}"
 
 
 def dataset_kind(name: str) -> str:

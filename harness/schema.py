@@ -23,6 +23,13 @@ from typing import Any, Literal, NamedTuple
 from estimators.registry import closest
 
 
+def join_key(prefix: str, key: str) -> str:
+    """A key path: "training" + "steps" -> "training.steps", "report.figures" + "[0]" -> "report.figures[0]"."""
+    if not prefix or not key:
+        return prefix or key
+    return prefix + key if key.startswith("[") else f"{prefix}.{key}"
+
+
 class Problem(NamedTuple):
     """One problem: `key` is the key path below the checked mapping ("" for the mapping itself)."""
 
@@ -233,8 +240,28 @@ def check_fields(cls, values) -> tuple[dict, list[Problem]]:
             problems.append(Problem(str(key), unknown_name("key", key, fields)))
             continue
         found, kwargs[key] = check_value(fields[key], hints[key], value)
-        problems.extend(Problem(f"{key}.{p.key}" if p.key else key, p.message) for p in found)
+        problems.extend(Problem(join_key(str(key), p.key), p.message) for p in found)
     for key, f in fields.items():
         if key not in values and f.default is MISSING and f.default_factory is MISSING:
             problems.append(Problem(key, f"missing: this setting is required ({describe(hints[key])})"))
     return kwargs, problems
+
+
+def _as_yaml(value) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return str(value).lower()
+    return str(list(value) if isinstance(value, tuple) else value)
+
+
+def markdown_table(cls) -> str:
+    """The settings of `cls` as a Markdown table: key, type, default, range, meaning (README "Suite files")."""
+    hints = typing.get_type_hints(cls)
+    rows = ["| key | type | default | range | meaning |", "|---|---|---|---|---|"]
+    for f in dataclasses.fields(cls):
+        default = "required" if f.default is MISSING else f"`{_as_yaml(f.default)}`"
+        allowed = f.metadata.get("range")
+        rows.append(f"| `{f.name}` | {f.metadata.get('expects') or describe(hints[f.name])} | {default} | "
+                    f"{allowed.text() if allowed else ''} | {f.metadata.get('doc', '')} |")
+    return "\n".join(rows)

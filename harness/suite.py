@@ -8,17 +8,20 @@ from __future__ import annotations
 
 import copy
 import hashlib
-import itertools
 import json
+import re
+from collections.abc import Hashable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
 import models
-from estimators.registry import closest
 
-from .config import RUN_SECTIONS, ConfigError, Problems, RunConfig, SlurmConfig
+from . import data as data_module
+from .config import (RUN_SECTIONS, ConfigError, PaperConfig, Problems, ReportConfig, RunConfig, SlurmConfig,
+                     check_section, key_paths)
+from .schema import did_you_mean, unknown_name
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SUITES_DIR = PROJECT_ROOT / "suites"
@@ -76,10 +79,9 @@ def resolve_suite_path(name_or_path: str | Path) -> Path:
     for path in (SUITES_DIR / candidate.name, SUITES_DIR / f"{candidate.name}.yaml"):
         if path.is_file():
             return path
-    available = sorted(p.stem for p in SUITES_DIR.glob("*.yaml"))
-    hint = closest(candidate.stem, available)
-    raise SuiteError(f"{name_or_path}: no such suite file (looked here and in {SUITES_DIR}). "
-                     + (f"Did you mean {hint!r}? " if hint else "") + f"Available: {', '.join(available)}")
+    available = [p.stem for p in SUITES_DIR.glob("*.yaml")]
+    raise SuiteError(f"{name_or_path}: no such suite file (looked here and in {SUITES_DIR})."
+                     + did_you_mean(candidate.stem, available, "Available"))
 
 
 def deep_merge(base: dict, override: dict) -> dict:
@@ -119,19 +121,13 @@ def parse_set(assignments: list[str]) -> dict:
         if "=" not in text:
             raise SuiteError(f"--set {text!r}: expected key.path=value, e.g. --set training.steps=100")
         key, raw = text.split("=", 1)
-        value = yaml.safe_load(raw) if raw.strip() else None
-        if isinstance(value, str) and _looks_numeric(value):
-            value = float(value)
+        try:
+            value = yaml.load(raw, Loader=SuiteLoader) if raw.strip() else None
+        except yaml.YAMLError as error:
+            raise SuiteError(f"--set {text!r}: the value is not valid YAML ({_one_line(error)}); quote it if it "
+                             "is text, e.g. --set 'training.device=\"cpu\"'") from None
         set_dotted(out, key.strip(), value)
     return out
-
-
-def _looks_numeric(text: str) -> bool:
-    try:
-        float(text)
-        return True
-    except ValueError:
-        return False
 
 
 def run_id_of(config: dict) -> str:
@@ -156,11 +152,40 @@ def _check_sections_shape(problems: Problems, where: str, layer, extra_keys: tup
             problems.add(f"{where}.{key}", f"expected a mapping, got {value!r}")
 
 
+class SuiteLoader(yaml.SafeLoader):
+    """yaml.SafeLoader for suite files and --set values: a key given twice in one mapping is an error (PyYAML
+    lets the second silently win), and 1e-5 (exponent, no dot) is a number, as in YAML 1.2 (PyYAML 1.1 reads
+    it as a string)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen: dict = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *anchor` keys may be overridden below
+                continue
+            key = self.construct_object(key_node, deep=deep)
+            if isinstance(key, Hashable) and key in seen:
+                raise yaml.constructor.ConstructorError(
+                    "while reading a mapping", node.start_mark,
+                    f"key {key!r} is given twice (first on line {seen[key] + 1}); remove one of them",
+                    key_node.start_mark)
+            if isinstance(key, Hashable):
+                seen[key] = key_node.start_mark.line
+        return super().construct_mapping(node, deep=deep)
+
+
+SuiteLoader.add_implicit_resolver("tag:yaml.org,2002:float", re.compile(r"^[-+]?[0-9][0-9_]*(\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+                                  list("-+0123456789"))
+
+
+def _one_line(error: yaml.YAMLError) -> str:
+    return " ".join(str(error).split())
+
+
 def _read_yaml(path: Path) -> dict:
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = yaml.load(path.read_text(), Loader=SuiteLoader)
     except yaml.YAMLError as error:
-        raise SuiteError(f"{path}: not valid YAML: {error}") from None
+        raise SuiteError(f"{path}: not valid YAML: {_one_line(error)}") from None
     if not isinstance(raw, dict):
         raise SuiteError(f"{path}: a suite is a mapping with keys {', '.join(TOP_KEYS)}; got {type(raw).__name__}")
     return raw
@@ -199,25 +224,26 @@ def _grid_points(problems: Problems, raw: dict) -> list[dict]:
     return points
 
 
-def _excluded(raw_excludes, point: dict, config: dict) -> bool:
-    for rule in raw_excludes or []:
+def _excluded(rules: list[dict], config: dict) -> bool:
+    for rule in rules:
         if all(get_dotted(config, key) == value for key, value in rule.items()):
             return True
     return False
 
 
-def load_suite(name_or_path, profile: str | None = None, overrides: list[str] | None = None) -> Suite:
-    """Load, validate and expand a suite; raises SuiteError listing every problem, before anything runs."""
+def load_suite(name_or_path, profile: str | None = None, overrides: list[str] | None = None,
+               check_data: bool = True) -> Suite:
+    """Load, validate and expand a suite; raises SuiteError listing every problem, before anything runs.
+
+    With `check_data` each distinct dataset root must exist and hold files the dataset reads; pass False to
+    read a suite whose data lives elsewhere (e.g. to report on results copied from a cluster)."""
     path = resolve_suite_path(name_or_path)
     raw = _read_yaml(path)
     problems = Problems(str(path))
     for key in raw:
         if key not in TOP_KEYS:
             problems.unknown("", key, TOP_KEYS)
-    name = raw.get("name")
-    if not isinstance(name, str) or not name.strip():
-        problems.add("name", "missing: every suite needs a name (its results go to results/<name>/)")
-        name = path.stem
+    name = _suite_name(problems, raw.get("name"), path)
     profile = profile or raw.get("default_profile")
     profiles = raw.get("profiles") or {}
     if isinstance(profiles, dict) and isinstance(profiles.get(profile), dict):
@@ -236,12 +262,7 @@ def load_suite(name_or_path, profile: str | None = None, overrides: list[str] | 
     for profile_name, layer in profiles.items():
         _check_sections_shape(problems, f"profiles.{profile_name}", layer, PROFILE_EXPANSION_KEYS)
     if profile is not None and profile not in profiles:
-        hint = closest(profile, profiles)
-        problems.add("profile", f"suite has no profile {profile!r}." + (f" Did you mean {hint!r}?" if hint else "")
-                     + f" Valid: {', '.join(sorted(profiles)) or '(none)'}")
-    for section in ("paper", "report"):
-        if raw.get(section) is not None and not isinstance(raw[section], dict):
-            problems.add(section, "expected a mapping")
+        problems.add("profile", f"suite has no profile {profile!r}." + did_you_mean(profile, profiles))
     try:
         set_layer = parse_set(overrides)
     except SuiteError as error:
@@ -255,40 +276,106 @@ def load_suite(name_or_path, profile: str | None = None, overrides: list[str] | 
         if section in set_layer:
             raw[section] = deep_merge(raw.get(section) or {}, set_layer[section])
     points = _grid_points(problems, raw)
+    excludes = _exclude_rules(problems, raw.get("exclude"))
     slurm = _slurm(problems, raw.get("slurm"), path)
+    check_section(problems, PaperConfig, raw.get("paper"), "paper")
+    check_section(problems, ReportConfig, raw.get("report"), "report")
     _raise_if_any(problems)
 
     profile_sections = {k: v for k, v in (profiles.get(profile) or {}).items() if k in RUN_SECTIONS}
     base = deep_merge(raw.get("base") or {}, profile_sections)
-    runs: list[RunSpec] = []
-    seen: dict[str, dict] = {}
+    candidates = []  # (label, resolved run dict) of every grid point and seed, before exclusion
     for point in points:
         layered = copy.deepcopy(base)
-        for dotted, value in point.items():
-            set_dotted(layered, dotted, value)
-        layered = deep_merge(layered, run_overrides)
-        config = _with_preset(problems, layered)
-        for seed in seeds:
-            run_config = {**copy.deepcopy(config), "seed": seed}
-            label = {**point, "seed": seed}
-            if _excluded(raw.get("exclude"), point, run_config):
-                continue
-            where = "run " + ",".join(f"{k}={v}" for k, v in label.items())
-            try:
-                validated = RunConfig.from_resolved(run_config, where=f"{path}: {where}")
-            except ConfigError as error:
-                problems.take(error)
-                continue
-            run_id = run_id_of(run_config)
-            if run_id in seen:
-                continue
-            seen[run_id] = label
-            runs.append(RunSpec(name, run_id, validated, label, profile))
+        try:
+            for dotted, value in point.items():
+                set_dotted(layered, dotted, value)
+        except SuiteError as error:
+            problems.add(f"grid/zip key {dotted}", str(error))
+            continue
+        config = _with_preset(deep_merge(layered, run_overrides))
+        candidates += [({**point, "seed": seed}, {**copy.deepcopy(config), "seed": seed}) for seed in seeds]
+    _check_exclude_keys(problems, excludes, [resolved for _, resolved in candidates])
+    runs: list[RunSpec] = []
+    seen: dict[str, dict] = {}
+    for label, run_config in candidates:
+        if _excluded(excludes, run_config):
+            continue
+        where = "run " + ",".join(f"{k}={v}" for k, v in label.items())
+        try:
+            validated = RunConfig.from_resolved(run_config, where=f"{path}: {where}")
+        except ConfigError as error:
+            problems.take(error)
+            continue
+        run_id = run_id_of(run_config)
+        if run_id in seen:
+            continue
+        seen[run_id] = label
+        runs.append(RunSpec(name, run_id, validated, label, profile))
     if not runs and not problems.lines:
         problems.add("grid", "the suite expands to no runs (check exclude)")
+    if check_data:
+        _check_data_roots(problems, runs)
     _raise_if_any(problems)
     return Suite(name=name, path=path, description=str(raw.get("description", "")), profile=profile,
                  runs=runs, raw=raw, slurm=slurm)
+
+
+def _suite_name(problems: Problems, name, path: Path) -> str:
+    """The suite's name: one plain folder name, since results go to <out>/<name>/."""
+    if not isinstance(name, str) or not name.strip():
+        problems.add("name", "missing: every suite needs a name (its results go to results/<name>/)")
+        return path.stem
+    if name.startswith(".") or "/" in name or "\\" in name or Path(name).is_absolute():
+        plain = re.sub(r"[^A-Za-z0-9_-]+", "_", name).strip("_") or path.stem
+        problems.add("name", f"{name!r} is not a plain folder name: results go to <out>/<name>/, so the name "
+                             f"may not contain / or \\ nor start with a dot; e.g. name: {plain}")
+        return path.stem
+    return name
+
+
+def _exclude_rules(problems: Problems, rules) -> list[dict]:
+    """The exclude rules: a list of mappings of dotted key to value."""
+    if rules is None:
+        return []
+    if not isinstance(rules, list):
+        problems.add("exclude", f"expected a list of rules (mappings of dotted key to value), got {rules!r}")
+        return []
+    good = []
+    for index, rule in enumerate(rules):
+        if isinstance(rule, dict) and rule:
+            good.append(rule)
+        else:
+            problems.add(f"exclude[{index}]", f"expected a mapping of dotted key to value, e.g. "
+                                              f"{{estimator.name: ste, model.num_codes: 1024}}, got {rule!r}")
+    return good
+
+
+def _check_exclude_keys(problems: Problems, rules: list[dict], resolved_runs: list[dict]) -> None:
+    """A rule key that no run can hold would exclude nothing: refuse it with the closest valid key."""
+    valid: set[str] = set()
+    for resolved in resolved_runs:
+        valid |= key_paths(resolved)
+    for index, rule in enumerate(rules):
+        for key in rule:
+            if key not in valid:
+                problems.add(f"exclude[{index}].{key}", unknown_name("key", key, valid).replace(
+                    "Valid keys: ", "Valid keys for this suite's runs: "))
+
+
+def _check_data_roots(problems: Problems, runs: list[RunSpec]) -> None:
+    """Each distinct dataset root is looked at once: it must exist and hold files the dataset reads."""
+    checked: set = set()
+    for spec in runs:
+        data = spec.config.data
+        key = (data.name, data.params)
+        if key in checked:
+            continue
+        checked.add(key)
+        problem = data_module.root_problem(data)
+        if problem:
+            label = ",".join(f"{k}={v}" for k, v in spec.label.items())
+            problems.add(f"run {label}: data.root", problem)
 
 
 def _raise_if_any(problems: Problems) -> None:
@@ -304,9 +391,9 @@ def _slurm(problems: Problems, section, path: Path) -> SlurmConfig:
         return SlurmConfig()
 
 
-def _with_preset(problems: Problems, layered: dict) -> dict:
+def _with_preset(layered: dict) -> dict:
     """Put the family preset underneath the layered config (model params and training defaults)."""
-    model_cfg = layered.get("model") or {}
+    model_cfg = layered.get("model") if isinstance(layered.get("model"), dict) else {}
     family_name, preset_name = model_cfg.get("family"), model_cfg.get("preset")
     preset = {}
     if family_name in models.family_names() and preset_name is not None:

@@ -17,7 +17,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .quantizer import VectorQuantizer
+from .quantizer import CODEBOOK_LEARNING, LOOKUPS, VectorQuantizer
 
 
 @dataclass
@@ -73,8 +73,22 @@ class ModelFamily(nn.Module):
     def check_params(cls, params) -> list[str]:
         """Impossible combinations of params (beyond types), as messages. Subclasses extend."""
         problems = []
-        if isinstance(params, QuantizerParams) and params.factorized_dim is not None:
-            if params.factorized_dim >= params.latent_dim:
+        if not isinstance(params, QuantizerParams):
+            return problems
+        for key, choices in (("lookup", LOOKUPS), ("codebook_learning", CODEBOOK_LEARNING)):
+            if getattr(params, key) not in choices:
+                problems.append(f"{key} {getattr(params, key)!r} is not one of {', '.join(choices)}")
+        for key in ("num_codes", "latent_dim", "init_std"):
+            if not getattr(params, key) > 0:
+                problems.append(f"{key} must be positive, got {getattr(params, key)}")
+        if not 0.0 <= params.ema_decay < 1.0:
+            problems.append(f"ema_decay must be in [0, 1), got {params.ema_decay}")
+        if params.beta < 0:
+            problems.append(f"beta must be non-negative, got {params.beta}")
+        if params.factorized_dim is not None:
+            if params.factorized_dim < 1:
+                problems.append(f"factorized_dim must be positive, got {params.factorized_dim}")
+            elif params.factorized_dim >= params.latent_dim:
                 problems.append(f"factorized_dim ({params.factorized_dim}) must be smaller than latent_dim "
                                 f"({params.latent_dim})")
         return problems

@@ -404,3 +404,13 @@ def test_a_profile_replaces_grid_seeds_and_exclude(tmp_path):
     plain = load_suite(path, profile="plain")
     assert sorted((r.label["estimator.name"], r.label["seed"]) for r in plain.runs) == [
         ("rotation", 0), ("rotation", 1), ("ste", 0), ("ste", 1)]
+
+
+def test_readme_tables_match_the_typed_sections():
+    """README "Suite files" shows each section's keys exactly as harness/config.py declares them."""
+    from harness.config import MetricsConfig, PaperConfig, ReportConfig, TrainingConfig
+    from harness.schema import markdown_table
+
+    readme = (SUITES_DIR.parent / "README.md").read_text()
+    for section in (TrainingConfig, MetricsConfig, PaperConfig, ReportConfig):
+        assert markdown_table(section) in readme, f"regenerate the README table of {section.__name__}"
