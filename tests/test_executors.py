@@ -143,7 +143,7 @@ def test_ctrl_c_in_a_local_suite_ends_in_one_line(tmp_path, monkeypatch, capsys,
     calls = []
 
     def interrupted_at_the_second_run(config, directory, **kwargs):
-        calls.append(config["estimator"]["name"])
+        calls.append(config.estimator.name)
         if len(calls) == 2:
             raise KeyboardInterrupt
         return real(config, directory, **kwargs)

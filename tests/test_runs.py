@@ -177,7 +177,7 @@ def test_make_report_without_results(tmp_path, capsys):
 
 def _png_folder(root, count=16, side=20):
     rng = np.random.default_rng(0)
-    (root / "class_a").mkdir(parents=True)
+    (root / "class_a").mkdir(parents=True, exist_ok=True)
     for i in range(count):
         pixels = rng.integers(0, 256, size=(side, side, 3), dtype=np.uint8)
         Image.fromarray(pixels).save(root / "class_a" / f"{i}.png")
@@ -185,7 +185,8 @@ def _png_folder(root, count=16, side=20):
 
 def test_statuses_and_retry(tmp_path, capsys, no_report):
     """error, diverged and finished in one suite; a rerun retries the error run only (RunStatus.is_result)."""
-    images = tmp_path / "images"  # does not exist yet: the first run fails with an exception
+    images = tmp_path / "images"  # one image only: the suite loads, the first run fails with an exception
+    _png_folder(images, count=1)
     present = tmp_path / "present"
     _png_folder(present)
     raw = tiny_raw("statuses", zip=[{"data.root": [str(images), str(present), str(present)],
@@ -204,7 +205,7 @@ def test_statuses_and_retry(tmp_path, capsys, no_report):
     error = records[error_spec.run_id]
     assert error["status"] == "error" and error["attempts"] == 1
     assert "Traceback (most recent call last)" in error["traceback"]
-    assert "FileNotFoundError" in error["traceback"] and str(images) in error["traceback"]
+    assert "ValueError" in error["traceback"] and "at least 2" in error["traceback"]
     assert "metrics" not in error
 
     diverged = records[diverged_spec.run_id]
@@ -218,8 +219,8 @@ def test_statuses_and_retry(tmp_path, capsys, no_report):
     finished_text = (out / "statuses" / "runs" / ok_spec.run_id / "record.json").read_text()
     diverged_text = (out / "statuses" / "runs" / diverged_spec.run_id / "record.json").read_text()
 
-    # re-running retries the error run (the folder exists now; it failed before any checkpoint, so from
-    # scratch) and keeps the results: the finished run and the diverged one (the same seed diverges again)
+    # re-running retries the error run (the folder holds enough images now; it failed before any
+    # checkpoint, so from scratch) and keeps the results: the finished run and the diverged one (the same seed diverges again)
     _png_folder(images)
     assert run_suite_main([str(path), "--out", str(out), "--no-progress"]) == 1
     assert "1 of 3 runs did not finish (diverged)" in capsys.readouterr().err
