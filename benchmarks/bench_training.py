@@ -1,7 +1,7 @@
 """(e) One full training step of the VQ-VAE `cpu` preset with the rotation trick against the STE, and the
 harness's overhead: harness.train.train_run against a bare loop of `training_step`.
 
-Training step: models.build_model({"family": "vqvae", **cpu preset model}, estimator), optimisers from
+Training step: models.build_model(ModelConfig of the vqvae cpu preset, estimator), optimisers from
 models.base.TrainingDefaults, a batch of 64 images 3×32×32 in [-1, 1], models.base.StepContext (bf16
 autocast on CUDA). Each estimator has its own model, built from the same seed.
 
@@ -21,7 +21,7 @@ import torch
 import estimators
 import models
 from benchmarks._common import autocast, interleaved
-from harness import config as config_module
+from harness.config import ModelConfig, RunConfig
 from harness import data as data_module
 from harness import train as train_module
 from harness.suite import load_suite
@@ -34,7 +34,8 @@ STEPS_SHORT, STEPS_LONG = 4, 12
 def build_vqvae(estimator: str, device):
     torch.manual_seed(0)
     family = models.get_family("vqvae")
-    model = models.build_model({"family": "vqvae", **family.presets["cpu"]["model"]}, estimator).to(device)
+    model_config = ModelConfig.from_section({"family": "vqvae", **family.presets["cpu"]["model"]})
+    model = models.build_model(model_config, estimators.get(estimator)).to(device)
     return model, model.configure_optimizers(TrainingDefaults())
 
 
@@ -67,23 +68,21 @@ base:
 """
 
 
-def resolved_config(tmp_path, steps: int, device) -> dict:
+def resolved_config(tmp_path, steps: int, device) -> RunConfig:
     path = tmp_path / f"bench_overhead_{steps}.yaml"
     path.write_text(TINY_SUITE.format(steps=steps, batch=BATCH, device=device.type))
     (run,) = load_suite(str(path)).runs
     return run.config
 
 
-def bare_loop(config: dict, steps: int):
+def bare_loop(config: RunConfig, steps: int):
     """The unavoidable part of a run: training set, model, optimisers, `steps` training steps."""
-    seed = int(config["seed"])
+    seed = config.seed
     train_module.seed_everything(seed)
-    training = config_module.build(config_module.TrainingConfig, config["training"])
+    training = config.training
     device = torch.device(training.device)
-    data_cfg = {k: v for k, v in config["data"].items() if k != "name"}
-    dataset = data_module.build_dataset(config["data"]["name"], data_cfg, "train", seed)
-    est_cfg = dict(config["estimator"])
-    model = models.build_model(config["model"], estimators.get(est_cfg.pop("name"), **est_cfg)).to(device)
+    dataset = data_module.build_dataset(config.data, "train", seed)
+    model = models.build_model(config.model, config.estimator.build()).to(device)
     optimizers = model.configure_optimizers(training)
     sampler = train_module.StepBatchSampler(len(dataset), training.batch_size, seed, 0, steps)
     model.train()
