@@ -431,6 +431,17 @@ def _data(problems: Problems, section) -> DataConfig | None:
     return None if found else DataConfig(name, dataset_params(**kwargs))
 
 
+def _no_data_problems(problems: Problems, family: str, resolved: Mapping, training, metrics) -> None:
+    """What a family that reads no dataset (the synthetic problems) cannot be given."""
+    owns = f"family {family!r} owns its inputs and reads no dataset"
+    if resolved.get("data"):
+        problems.add("data", f"{owns}: remove the data section")
+    if training is not None and training.steps is None:
+        problems.add("training.steps", f"{owns}, so its length is set in steps, not epochs: set training.steps")
+    if metrics is not None and metrics.fidelity:
+        problems.add("metrics.fidelity", f"{owns}: there are no images to reconstruct; set it to false")
+
+
 # -- the run ----------------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -439,7 +450,7 @@ class RunConfig:
 
     model: ModelConfig
     estimator: EstimatorConfig
-    data: DataConfig
+    data: DataConfig | None  # None for a family that reads no dataset (ModelFamily.data_kind None)
     training: TrainingConfig
     metrics: MetricsConfig
     seed: int
@@ -458,19 +469,22 @@ class RunConfig:
                 problems.unknown("", key, RUN_SECTIONS + ("seed",))
         model = _model(problems, resolved.get("model", {}))
         estimator = _estimator(problems, resolved.get("estimator", {}))
-        data = _data(problems, resolved.get("data", {}))
+        family = models.get_family(model.family) if model is not None else None
+        reads_data = family is None or family.data_kind is not None
+        data = _data(problems, resolved.get("data", {})) if reads_data else None
         training = _section(problems, TrainingConfig, resolved.get("training", {}), "training")
         metrics = _section(problems, MetricsConfig, resolved.get("metrics", {}), "metrics")
         seed = resolved.get("seed", 0)
         if not isinstance(seed, int) or isinstance(seed, bool):
             problems.add("seed", f"expected an integer, {got(seed)}")
-        if model is not None:
-            family = models.get_family(model.family)
+        if family is not None:
             if estimator is not None:
                 reason = family.refusal(estimator.name, estimators.estimator_class(estimator.name).kind)
                 if reason:
                     problems.add("estimator.name", f"{estimator.name!r} cannot be used with family "
                                                    f"{model.family!r}: {reason}")
+            if not reads_data:
+                _no_data_problems(problems, model.family, resolved, training, metrics)
             if data is not None:
                 kind = data_module.dataset_kind(data.name)
                 if kind != family.data_kind:

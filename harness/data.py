@@ -24,7 +24,6 @@ digits           scikit-learn's 8x8 digits, upsampled
 image_folder     ImageNet / FFHQ style folder of images
 cifar10          the CIFAR-10 python pickle batches
 video_folder     .npy/.npz clip arrays or folders of frames (BAIR, UCF-101 as frames)
-synthetic        item indices for the synthetic problems of models/synthetic.py (kind "points")
 
 The two photo datasets hold photographs out for validation (chosen from ``seed``), so no
 validation pixel is ever seen in training.
@@ -756,40 +755,6 @@ class Cifar10(Dataset):
 
 
 # --------------------------------------------------------------------------------------
-# synthetic (points)
-# --------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class SyntheticParams:
-    """synthetic: size (int, 1) items per split."""
-
-    size: int = setting(1, at_least=1)
-
-
-class Synthetic(Dataset):
-    """Item i is the int64 scalar tensor i, for the synthetic problems of models/synthetic.py.
-
-    Those families (Himmelblau, the shifted Figure 4 points, the 2-D gradient fields) own their
-    points, drawn from the run seed, and take every point at every step; a batch only counts the
-    step. The dataset exists because every run names one: its kind "points" is what a points
-    family declares as its data_kind, so a suite cannot pair it with an image family.
-    """
-
-    Params: ClassVar[type] = SyntheticParams
-    kind: ClassVar[str] = "points"
-
-    def __init__(self, params: SyntheticParams, split: str, seed: int):
-        self.params = params
-
-    def __len__(self) -> int:
-        return self.params.size
-
-    def __getitem__(self, index: int) -> torch.Tensor:
-        return torch.tensor(_check_index(index, len(self)), dtype=torch.long)
-
-
-# --------------------------------------------------------------------------------------
 # Registry
 # --------------------------------------------------------------------------------------
 
@@ -801,7 +766,6 @@ DATASETS: dict[str, type[Dataset]] = {
     "image_folder": ImageFolder,
     "cifar10": Cifar10,
     "video_folder": VideoFolder,
-    "synthetic": Synthetic,
 }
 
 

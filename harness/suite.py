@@ -368,6 +368,8 @@ def _check_data_roots(problems: Problems, runs: list[RunSpec]) -> None:
     checked: set = set()
     for spec in runs:
         data = spec.config.data
+        if data is None:  # a family that reads no dataset
+            continue
         key = (data.name, data.params)
         if key in checked:
             continue

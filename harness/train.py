@@ -7,6 +7,7 @@ schedule is the paper's: linear warmup, then cosine decay or constant (paper Tab
 """
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 import random
@@ -162,9 +163,7 @@ class Trainer:
         machine lacks fails before any data is read."""
         self.device = resolve_device(self.training.device)
         seed_everything(self.seed)
-        self.train_set = data_module.build_dataset(self.config.data, "train", self.seed)
-        self.val_set = data_module.build_dataset(self.config.data, "val", self.seed)
-        self.steps = total_steps(self.training, len(self.train_set))
+        self.build_data()
         self.model = models.build_model(self.config.model, self.config.estimator.build()).to(self.device)
         self.optimizers = self.model.configure_optimizers(self.training)
         schedule = partial(lr_factor, warmup=self.training.warmup_steps, total=self.steps,
@@ -172,13 +171,43 @@ class Trainer:
         self.schedulers = {name: torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
                            for name, optimizer in self.optimizers.items()}
 
+        self.diagnose = (self.metrics_config.diagnostics and self.val_set is not None
+                         and supports_diagnostics(self.model))
+        if self.diagnose:
+            size = min(self.metrics_config.diagnostics_batch, len(self.val_set))
+            self.fixed_batch = torch.stack([self.val_set[i] for i in range(size)]).to(self.device)
+
+    def build_data(self) -> None:
+        """The training and validation sets and the run's length. A family that reads no dataset (the
+        synthetic problems own their points: `config.data` is None) trains `training.steps` steps on batch
+        None and evaluates on no batches."""
         self.collate = partial(_collate, self.device)
-        self.val_loader = DataLoader(self.val_set, batch_size=self.training.batch_size, shuffle=False,
-                                     collate_fn=self.collate, num_workers=self.training.num_workers,
-                                     generator=self.loader_generator())
-        size = min(self.metrics_config.diagnostics_batch, len(self.val_set))
-        self.fixed_batch = torch.stack([self.val_set[i] for i in range(size)]).to(self.device)
-        self.diagnose = self.metrics_config.diagnostics and supports_diagnostics(self.model)
+        if self.config.data is None:
+            self.train_set = self.val_set = None
+            self.steps = int(self.training.steps)
+            return
+        self.train_set = data_module.build_dataset(self.config.data, "train", self.seed)
+        self.val_set = data_module.build_dataset(self.config.data, "val", self.seed)
+        self.steps = total_steps(self.training, len(self.train_set))
+
+    def train_batches(self):
+        """The batch of each step from the resumed one: a function of (seed, step) (`StepBatchSampler`)."""
+        if self.train_set is None:
+            return itertools.repeat(None, self.steps - self.start)
+        return DataLoader(self.train_set, collate_fn=self.collate, num_workers=self.training.num_workers,
+                          batch_sampler=StepBatchSampler(len(self.train_set), self.training.batch_size,
+                                                         self.seed, self.start, self.steps),
+                          generator=self.loader_generator())
+
+    def validation_batches(self):
+        """The validation batches of one evaluation (at most `training.eval_batches`)."""
+        if self.val_set is None:
+            return iter(())
+        loader = DataLoader(self.val_set, batch_size=self.training.batch_size, shuffle=False,
+                            collate_fn=self.collate, num_workers=self.training.num_workers,
+                            generator=self.loader_generator())
+        limit = self.training.eval_batches
+        return (b for i, b in enumerate(loader) if limit is None or i < limit)
 
     def resume(self) -> None:
         """Restore the run from its checkpoint, if it has one (harness/checkpoint.py: loaded to the CPU,
@@ -199,10 +228,7 @@ class Trainer:
     def train(self) -> RunResult | None:
         """Steps from the resumed step to the last; None when they all ran (then `finish`), else the result
         that ends the run early (`diverged`, `preempted`)."""
-        loader = DataLoader(self.train_set, collate_fn=self.collate, num_workers=self.training.num_workers,
-                            batch_sampler=StepBatchSampler(len(self.train_set), self.training.batch_size,
-                                                           self.seed, self.start, self.steps),
-                            generator=self.loader_generator())
+        loader = self.train_batches()
         bar = _progress_bar(self.progress and self.training.progress_bar, self.steps, self.start, self.label)
         self.saved_at = self.clock()
         self.model.train()
@@ -249,10 +275,8 @@ class Trainer:
     def evaluate(self, step: int) -> dict:
         """The model's validation metrics (at most `training.eval_batches` batches), logged in the history."""
         self.model.eval()
-        limit = self.training.eval_batches
-        batches = (b for i, b in enumerate(self.val_loader) if limit is None or i < limit)
         with self.autocast():
-            result = self.model.evaluate(batches)
+            result = self.model.evaluate(self.validation_batches())
         self.model.train()
         self.history.append(_history_row("eval", step, result))
         return result

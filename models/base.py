@@ -60,8 +60,9 @@ class ModelFamily(nn.Module):
     Params: ClassVar[type] = QuantizerParams
     #: preset name -> {"model": {...}, "training": {...}, "source": "where the numbers come from"}
     presets: ClassVar[dict[str, dict]] = {}
-    #: "image" (3, H, W), "video" (3, T, H, W) or "points"
-    data_kind: ClassVar[str] = "image"
+    #: "image" (3, H, W), "video" (3, T, H, W), or None for a family that owns its inputs and reads no
+    #: dataset (the synthetic problems: the trainer then passes batch None and evaluates on no batches)
+    data_kind: ClassVar[str | None] = "image"
     #: estimator name or kind -> why this family cannot use it (checked when a suite is loaded)
     refused_estimators: ClassVar[dict[str, str]] = {}
 

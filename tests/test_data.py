@@ -322,7 +322,7 @@ def test_video_folder_errors(tmp_path):
 
 def test_dataset_names_and_params_are_introspectable():
     assert dataset_names() == sorted(
-        ["natural_patches", "panning_photos", "digits", "image_folder", "cifar10", "video_folder", "synthetic"]
+        ["natural_patches", "panning_photos", "digits", "image_folder", "cifar10", "video_folder"]
     )
     for name in dataset_names():
         assert dataclasses.is_dataclass(DATASETS[name].Params)
@@ -333,7 +333,7 @@ def test_dataset_names_and_params_are_introspectable():
     kinds = {name: data.dataset_kind(name) for name in dataset_names()}
     videos = {name for name, kind in kinds.items() if kind == "video"}
     assert videos == {"panning_photos", "video_folder"}
-    assert set(kinds.values()) == {"image", "video", "points"}
+    assert set(kinds.values()) == {"image", "video"}
     with pytest.raises(ValueError, match="Did you mean 'cifar10'"):
         data.dataset_kind("cifar")
 

@@ -16,13 +16,12 @@ import torch
 
 import estimators
 import models.synthetic  # noqa: F401  (registers the families until models/__init__.py imports it)
-from harness import data as data_module
 from harness import store
 from harness.status import RunStatus
 from harness.cli import run_suite_main
 from harness.diagnostics import supports_diagnostics
 from harness.figures import FIGURES
-from harness.config import ConfigError, DataConfig, RunConfig
+from harness.config import RunConfig
 from harness.suite import SuiteError, load_suite
 from harness.train import train_run
 from models.synthetic import (HIMMELBLAU_MINIMA, GradientFieldArtifacts, Himmelblau, HimmelblauArtifacts,
@@ -73,27 +72,42 @@ def by_label(directory: Path, df, *columns: str) -> dict:
 
 # -- the dataset and the suite checks -------------------------------------------------------------------
 
-def test_synthetic_dataset_counts_items():
-    dataset = data_module.build_dataset(DataConfig.from_section({"name": "synthetic", "size": 3}), "train", seed=0)
-    assert data_module.dataset_kind("synthetic") == "points"
-    assert len(dataset) == 3
-    assert [int(dataset[i]) for i in range(3)] == [0, 1, 2]
-    assert dataset[0].dtype == torch.long
-    with pytest.raises(IndexError):
-        dataset[3]
-    with pytest.raises(ConfigError) as error:
-        DataConfig.from_section({"name": "synthetic", "size": 0, "points": 4})
-    problems = error.value.problems
-    assert any("at least 1" in p for p in problems) and any("'points'" in p for p in problems)
+def test_the_synthetic_problems_read_no_dataset(tmp_path):
+    """They own their points: no data section, batch None at every step, evaluation on no batches."""
+    for name in SUITE_FIGURES:
+        for spec in load_suite(SUITES / f"{name}.yaml").runs:
+            assert spec.config.data is None and spec.config.resolved["data"] == {}
+    spec = load_suite(SUITES / "appendix_a2.yaml", overrides=["training.steps=3"]).runs[0]
+    seen = []
+    real_step, real_evaluate = Himmelblau.training_step, Himmelblau.evaluate
+
+    def step(self, batch, ctx, optimizers):
+        seen.append(batch)
+        return real_step(self, batch, ctx, optimizers)
+
+    def evaluate(self, batches):
+        seen.append(list(batches))
+        return real_evaluate(self, batches)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(Himmelblau, "training_step", step)
+        patch.setattr(Himmelblau, "evaluate", evaluate)
+        result = train_run(spec.config, tmp_path / "run", progress=False)
+    assert result.status == "finished" and result.step == 3
+    assert seen == [None, None, None, []]
 
 
-def test_suites_pair_points_families_with_points_data_and_refuse_sampling():
+def test_suites_refuse_data_epochs_fidelity_and_sampling_for_the_synthetic_problems():
     for name in SUITE_FIGURES:
         suite = load_suite(SUITES / f"{name}.yaml")
         assert suite.runs and suite.report["figures"] == SUITE_FIGURES[name]
         assert set(load_suite(SUITES / f"{name}.yaml", profile="paper").raw["profiles"]) == {"cpu", "paper"}
-    with pytest.raises(SuiteError, match="needs points data"):
+    with pytest.raises(SuiteError, match="owns its inputs and reads no dataset: remove the data section"):
         load_suite(SUITES / "appendix_a2.yaml", overrides=["data.name=digits"])
+    with pytest.raises(SuiteError, match="set in steps, not epochs"):
+        load_suite(SUITES / "appendix_a2.yaml", overrides=["training.steps=null", "training.epochs=1"])
+    with pytest.raises(SuiteError, match="no images to reconstruct"):
+        load_suite(SUITES / "appendix_a2.yaml", overrides=["metrics.fidelity=true"])
     with pytest.raises(SuiteError, match="cannot be used with family"):
         load_suite(SUITES / "appendix_a2.yaml", overrides=["estimator.name=gumbel"])
 

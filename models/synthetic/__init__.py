@@ -1,4 +1,4 @@
-"""Synthetic 2-D problems as model families (data kind "points"), run through the same suite/store/report
+"""Synthetic 2-D problems as model families (they own their points and read no dataset), run through the same suite/store/report
 path as the autoencoders, one module per problem:
 
 * himmelblau.py: ``himmelblau`` (paper A.2, Figure 8), vector-quantised minimisation of Himmelblau's function;

@@ -142,7 +142,7 @@ class Himmelblau(ModelFamily):
     family_name = "himmelblau"
     Params = HimmelblauParams
     presets = HIMMELBLAU_PRESETS
-    data_kind = "points"
+    data_kind = None  # owns its points (drawn from the run seed): no dataset
     refused_estimators = REFUSED
 
     def __init__(self, params: HimmelblauParams, estimator):

@@ -77,7 +77,7 @@ class PointsShift(ModelFamily):
     family_name = "points_shift"
     Params = PointsShiftParams
     presets = POINTS_SHIFT_PRESETS
-    data_kind = "points"
+    data_kind = None  # owns its points (drawn from the run seed): no dataset
     refused_estimators = REFUSED
 
     def __init__(self, params: PointsShiftParams, estimator):

@@ -51,7 +51,7 @@ class Toy2DField(ModelFamily):
     family_name = "toy2d_field"
     Params = Toy2DFieldParams
     presets = TOY2D_PRESETS
-    data_kind = "points"
+    data_kind = None  # owns its points (drawn from the run seed): no dataset
     refused_estimators = REFUSED
 
     def __init__(self, params: Toy2DFieldParams, estimator):
