@@ -357,7 +357,7 @@ class EstimatorConfig:
 
 @dataclass(frozen=True)
 class DataConfig:
-    """The data section: a dataset name (harness/data.py) and its `Params` instance."""
+    """The data section: a dataset name (harness/data/) and its `Params` instance."""
 
     name: str
     params: Any

@@ -1,4 +1,4 @@
-"""Tests of harness/data.py: every dataset on small data, the registry and param validation."""
+"""Tests of harness/data/: every dataset on small data, the registry and param validation."""
 from __future__ import annotations
 
 import dataclasses

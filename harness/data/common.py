@@ -1,0 +1,89 @@
+"""Shared helpers of the datasets: seeding, train/val splits, pixel conversion, resizing, reading images."""
+
+from __future__ import annotations
+
+import operator
+import re
+import zlib
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+SPLITS = ("train", "val")
+
+
+def seeded_rng(seed: int, *keys: int | str) -> np.random.Generator:
+    """A Generator determined by the seed and the keys (strings are hashed stably)."""
+    words = [seed % 2**64] + [zlib.crc32(k.encode()) if isinstance(k, str) else k for k in keys]
+    return np.random.default_rng(words)
+
+
+def check_split(split: str) -> None:
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; expected one of {', '.join(SPLITS)}")
+
+
+def check_index(index: int, length: int) -> int:
+    index = operator.index(index)
+    if not 0 <= index < length:
+        raise IndexError(f"index {index} out of range for a dataset of {length} items")
+    return index
+
+
+def split_indices(count: int, split: str, seed: int, val_fraction: float, what: str) -> np.ndarray:
+    """Sorted indices of `split` in a seeded train/val partition of `count` items."""
+    if count < 2:
+        raise ValueError(f"found {count} {what}; at least 2 are needed to split into train and val")
+    n_val = min(max(round(count * val_fraction), 1), count - 1)
+    order = seeded_rng(seed, "split").permutation(count)
+    return np.sort(order[:n_val] if split == "val" else order[n_val:])
+
+
+def as_rgb(pixels: np.ndarray) -> np.ndarray:
+    """uint8 (..., H, W, C) with C in {1, 3, 4}, or greyscale (H, W), as (..., H, W, 3)."""
+    if pixels.dtype != np.uint8:
+        raise ValueError(f"expected uint8 pixels, got {pixels.dtype}")
+    if pixels.ndim == 2:
+        pixels = pixels[..., None]
+    if pixels.shape[-1] == 1:
+        return np.repeat(pixels, 3, axis=-1)
+    if pixels.shape[-1] == 4:
+        return pixels[..., :3]
+    return pixels
+
+
+def to_unit(pixels: np.ndarray) -> torch.Tensor:
+    """uint8 (..., H, W, C) -> float32 (..., C, H, W) in [-1, 1]."""
+    values = torch.from_numpy(pixels.astype(np.float32)).movedim(-1, -3)
+    return (values / 127.5 - 1.0).contiguous()
+
+
+def resize_center_crop(images: torch.Tensor, size: int) -> torch.Tensor:
+    """(N, C, H, W) -> (N, C, size, size): short side resized to `size` (antialiased
+    bilinear), then the center cropped; values stay in [-1, 1]."""
+    height, width = images.shape[-2:]
+    scale = size / min(height, width)
+    new_h, new_w = max(size, round(height * scale)), max(size, round(width * scale))
+    if (new_h, new_w) != (height, width):
+        images = F.interpolate(
+            images, size=(new_h, new_w), mode="bilinear", antialias=True, align_corners=False
+        )
+    top, left = (new_h - size) // 2, (new_w - size) // 2
+    return images[..., top : top + size, left : left + size].clamp(-1.0, 1.0).contiguous()
+
+
+def read_image(path: Path) -> np.ndarray:
+    """An image file as uint8 (H, W, 3); an unreadable file raises OSError naming it."""
+    try:
+        with Image.open(path) as image:
+            return np.asarray(image.convert("RGB"))
+    except (OSError, ValueError) as error:
+        raise OSError(f"cannot read image {path}: {error}") from error
+
+
+def natural_key(path: Path) -> list:
+    """Sort key that orders frame_2 before frame_10."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", path.name)]
