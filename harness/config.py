@@ -331,10 +331,7 @@ class ModelConfig:
 
     @classmethod
     def from_section(cls, section, where: str = "") -> ModelConfig:
-        problems = Problems(where)
-        config = _model(problems, section)
-        problems.raise_if_any()
-        return config
+        return _validated(_model, section, where)
 
 
 @dataclass(frozen=True)
@@ -349,10 +346,7 @@ class EstimatorConfig:
 
     @classmethod
     def from_section(cls, section, where: str = "") -> EstimatorConfig:
-        problems = Problems(where)
-        config = _estimator(problems, section)
-        problems.raise_if_any()
-        return config
+        return _validated(_estimator, section, where)
 
 
 @dataclass(frozen=True)
@@ -364,10 +358,15 @@ class DataConfig:
 
     @classmethod
     def from_section(cls, section, where: str = "") -> DataConfig:
-        problems = Problems(where)
-        config = _data(problems, section)
-        problems.raise_if_any()
-        return config
+        return _validated(_data, section, where)
+
+
+def _validated(build, section, where: str):
+    """`build(problems, section)` for one section on its own; raises ConfigError listing every problem."""
+    problems = Problems(where)
+    config = build(problems, section)
+    problems.raise_if_any()
+    return config
 
 
 def _named(problems: Problems, section, prefix: str, key: str, valid: list[str], what: str):
