@@ -11,12 +11,13 @@ A GAN family runs its discriminator only from `disc_start` on (paper Table 9): w
 run, both phases are timed and the projection weights each by its number of steps.
 
 Peak memory is `torch.cuda.max_memory_allocated` on CUDA. On the CPU it is the growth of the process's peak
-resident set (VmHWM, reset through /proc/self/clear_refs before each measurement; where that is unavailable,
-the growth of getrusage's ru_maxrss, a lower bound). On the CPU, a configuration whose memory projected from
+resident set (VmHWM, reset through /proc/self/clear_refs before each measurement, after freed memory is handed
+back to the OS with malloc_trim; where that is unavailable, the growth of getrusage's ru_maxrss, a lower bound). On the CPU, a configuration whose memory projected from
 batches of 1 and 2 exceeds the available RAM is reported as not fitting instead of being run.
 """
 from __future__ import annotations
 
+import ctypes
 import gc
 import logging
 import os
@@ -169,12 +170,22 @@ class HostMemory:
                        else "peak RSS growth (ru_maxrss, a lower bound)")
 
     def start(self) -> None:
+        _release_free_heap()
         _reset_peak_rss()
         self.baseline = _status_kib("VmRSS") if self.exact else _maxrss_kib()
 
     def peak_growth(self) -> int:
         peak = _status_kib("VmHWM") if self.exact else _maxrss_kib()
         return max(0, peak - self.baseline) * 1024
+
+
+def _release_free_heap() -> None:
+    """Hand memory that was freed but is still resident back to the OS (glibc's malloc_trim), so that what the
+    measured block allocates grows the resident set instead of reusing it unseen; nothing elsewhere."""
+    try:
+        ctypes.CDLL(None).malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
 
 
 def _reset_peak_rss() -> bool:
