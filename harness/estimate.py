@@ -91,13 +91,13 @@ class Estimate:
 # -- grouping -------------------------------------------------------------------------------------------------
 
 def cost_key(config: RunConfig) -> str:
-    """What decides a run's cost: everything but the seed and the estimator's settings, with the estimator
-    reduced to its cost class: the transport estimators (STE, the rotation trick, ...; paper §4) cost the same,
-    each sampling or decoder-aware one (Gumbel, the Hessian approximation, exact gradients) is its own."""
+    """What decides a run's cost: everything but the seed and the estimator, which counts by its kind (how it
+    reaches the encoder's gradient): the transport estimators (STE, the rotation trick, ...; paper §4) cost the
+    same; the decoder-aware ones (the Hessian approximation, exact gradients; paper §3) both add decoder passes
+    and are timed as one, by the first of them in the suite."""
     resolved = {k: v for k, v in config.resolved.items() if k not in ("seed", "estimator")}
-    name = config.estimator.name
-    cost_class = "transport" if estimators.estimator_class(name).kind == "transport" else name
-    return repr(sorted((section, repr(value)) for section, value in resolved.items())) + f"|{cost_class}"
+    kind = estimators.estimator_class(config.estimator.name).kind
+    return repr(sorted((section, repr(value)) for section, value in resolved.items())) + f"|{kind}"
 
 
 def configurations(suite) -> list[Configuration]:

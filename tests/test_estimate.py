@@ -33,10 +33,11 @@ def test_runs_that_differ_by_seed_or_by_an_estimator_of_the_same_cost_count_once
     suite = load_suite("table1_vqvae", profile="cpu")
     groups = estimate.configurations(suite)
     assert sum(g.runs for g in groups) == len(suite.runs) == 39
-    # 4 settings × {ste, rotation} × 3 seeds; gumbel on one setting; hessian and exact on two settings each
-    assert sorted(g.runs for g in groups) == [3] * 5 + [6] * 4
+    # 4 settings × {ste, rotation} × 3 seeds; gumbel on one setting; hessian and exact on two settings, together
+    assert sorted(g.runs for g in groups) == [3] + [6] * 6
     transport = [g for g in groups if g.label.endswith("rotation/ste")]
     assert len(transport) == 4 and all(g.runs == 6 for g in transport)
+    assert sum(g.label.endswith("exact/hessian") for g in groups) == 2
     assert len({g.label for g in groups}) == len(groups)
 
 
