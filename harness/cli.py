@@ -71,6 +71,11 @@ def _parser() -> argparse.ArgumentParser:
                         help="local runs at once (process pool), capped at the cores and the runs to do; default 1")
     parser.add_argument("--dry-run", action="store_true", help="print the expanded runs and exit")
     parser.add_argument("--force", action="store_true", help="rerun finished runs too")
+    parser.add_argument("--estimate", action="store_true",
+                        help="time a few training steps of each configuration on this machine and print the "
+                             "projected device-hours; trains nothing (the data need not be here)")
+    parser.add_argument("--estimate-steps", type=int, default=3, metavar="N",
+                        help="--estimate: timed steps per configuration, after one warm-up step (default 3)")
     parser.add_argument("--out", default="results", help="results directory (default: ./results)")
     parser.add_argument("--no-wait", action="store_true", help="slurm: submit and return; collect later")
     parser.add_argument("--no-progress", action="store_true",
@@ -126,10 +131,18 @@ def _run_suite(args: argparse.Namespace, pool) -> int:
 
     try:
         import_plugins()
-        suite = load_suite(args.suite, profile=args.profile, overrides=args.overrides)
+        suite = load_suite(args.suite, profile=args.profile, overrides=args.overrides, check_data=not args.estimate)
     except (SuiteError, PluginError) as error:
         logger.error("%s", error)
         return 2
+    if args.estimate:
+        from .estimate import estimate_suite, estimate_table
+
+        if args.estimate_steps < 1:
+            logger.error("--estimate-steps must be at least 1")
+            return 2
+        print(estimate_table(suite, estimate_suite(suite, args.estimate_steps), args.estimate_steps))
+        return 0
     out = Path(args.out)
     header = (f"suite {suite.name} ({suite.path}), profile {suite.profile or '(none)'}: {len(suite.runs)} runs "
               f"-> {store.suite_dir(out, suite.name)}")
