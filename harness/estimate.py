@@ -119,11 +119,11 @@ def configurations(suite) -> list[Configuration]:
 # -- shapes and sizes -----------------------------------------------------------------------------------------
 
 def input_shape(config: RunConfig) -> tuple[int, ...] | None:
-    """The shape of one training item, from the data section and the model's channels; None for point data
-    (the synthetic problems of paper appendix A.2)."""
-    kind = data_module.dataset_kind(config.data.name)
-    if kind == "points":
+    """The shape of one training item, from the data section and the model's channels; None for a family
+    that reads no dataset (the synthetic problems of paper appendix A.2, A.4)."""
+    if config.data is None:
         return None
+    kind = data_module.dataset_kind(config.data.name)
     channels = getattr(config.model.params, "in_channels", 3)
     side = getattr(config.data.params, "size", None) or config.model.params.resolution
     if kind == "video":
@@ -284,7 +284,7 @@ def estimate_configuration(configuration: Configuration, timed_steps: int = 3, w
     estimate = Estimate(configuration.label, configuration.runs, batch_size, steps, source)
     shape = input_shape(config)
     if shape is None:
-        estimate.problem = "skipped: a synthetic problem of point data (seconds on any CPU)"
+        estimate.problem = "skipped: a synthetic problem that reads no dataset (seconds on any CPU)"
         return estimate
     device, note = estimate_device(config)
     host_memory = host_memory or HostMemory()

@@ -30,8 +30,8 @@ TOP_KEYS = ("name", "description", "seeds", "base", "profiles", "default_profile
 #: Top-level sections besides the run sections that `--set` may change.
 FREE_SECTIONS = ("paper", "report", "slurm")
 #: Keys a profile may set besides the run sections: they replace the suite's own (e.g. the paper profile
-#: crosses the paper's settings, the cpu profile small stand-ins).
-PROFILE_EXPANSION_KEYS = ("seeds", "grid", "zip", "exclude")
+#: crosses the paper's settings and requests GPUs on SLURM, the cpu profile small stand-ins).
+PROFILE_EXPANSION_KEYS = ("seeds", "grid", "zip", "exclude", "slurm")
 
 
 class SuiteError(ConfigError):
@@ -247,7 +247,7 @@ def load_suite(name_or_path, profile: str | None = None, overrides: list[str] | 
     profile = profile or raw.get("default_profile")
     profiles = raw.get("profiles") or {}
     if isinstance(profiles, dict) and isinstance(profiles.get(profile), dict):
-        for key in PROFILE_EXPANSION_KEYS:  # the profile's own seeds/grid/zip/exclude replace the suite's
+        for key in PROFILE_EXPANSION_KEYS:  # the profile's own seeds/grid/zip/exclude/slurm replace the suite's
             if key in profiles[profile]:
                 raw = {**raw, key: profiles[profile][key]}
     seeds = raw.get("seeds", [0])

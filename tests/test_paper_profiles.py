@@ -9,15 +9,11 @@ temperature and KL weight are annealed over training progress, not steps, so the
 """
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
-from harness import data as data_module
+from harness import estimate
 from harness.config import parse_time
-from harness.estimate import DOCUMENTED_TRAIN_SIZES
 from harness.suite import SUITES_DIR, load_suite
-from harness.train import total_steps
 
 PAPER_SUITES = sorted(p.stem for p in SUITES_DIR.glob("*.yaml") if "\n  paper:" in p.read_text())
 TABLE_SUITES = [name for name in PAPER_SUITES if name.startswith("table")]
@@ -32,15 +28,12 @@ def paper_suite(name: str):
     return load_suite(name, profile="paper", check_data=False)
 
 
-def train_size(config) -> int:
-    root = getattr(config.data.params, "root", None)
-    if root is None:
-        return len(data_module.build_dataset(config.data, "train", config.seed))
-    folder = Path(root).name
-    assert folder in DOCUMENTED_TRAIN_SIZES, (
-        f"data.root {root}: name the placeholder folder after one of {sorted(DOCUMENTED_TRAIN_SIZES)} "
-        "(or add the dataset's documented train size there)")
-    return DOCUMENTED_TRAIN_SIZES[folder][0]
+def run_steps(config) -> int:
+    """The run's length as the trainer counts it; a placeholder data.root must be named after a dataset whose
+    train size is documented in harness.estimate.DOCUMENTED_TRAIN_SIZES."""
+    steps, source = estimate.run_steps(config)
+    assert steps is not None, source
+    return steps
 
 
 def scheduled_switches(config) -> dict[str, int]:
@@ -63,7 +56,7 @@ def test_every_scheduled_switch_happens_within_the_run(suite_name):
     suite = paper_suite(suite_name)
     late = []
     for spec in suite.runs:
-        steps = total_steps(spec.config.training, train_size(spec.config))
+        steps = run_steps(spec.config)
         for what, step in scheduled_switches(spec.config).items():
             if step >= steps:
                 late.append(f"{run_label(spec)}: {what} at step {step:,} but the run has {steps:,} steps")
@@ -75,7 +68,7 @@ def test_the_faces_run_of_table2_trains_its_discriminator_for_most_of_the_run():
     faces = [spec for spec in suite.runs if spec.config.data.params.root.endswith("ffhq_celebahq")]
     assert faces
     for spec in faces:
-        steps = total_steps(spec.config.training, train_size(spec.config))
+        steps = run_steps(spec.config)
         assert spec.config.model.params.disc_start < steps / 2, (run_label(spec), steps)
 
 
@@ -94,3 +87,14 @@ def test_the_paper_profile_can_be_submitted_as_it_is(suite_name):
         assert training.precision == "bf16", run_label(spec)
         assert training.checkpoint_every_min is not None and training.checkpoint_every_min < limit_min / 4
         assert slurm.cpus_per_task and slurm.cpus_per_task > training.num_workers, run_label(spec)
+
+
+@pytest.mark.parametrize("suite_name", TABLE_SUITES)
+def test_the_gpu_request_belongs_to_the_paper_profile_alone(suite_name):
+    """A profile's `slurm:` replaces the suite's: the cpu profile asks SLURM for no GPU, and `--set slurm.*`
+    still applies on top of the profile's section."""
+    cpu = load_suite(SUITES_DIR / f"{suite_name}.yaml", profile="cpu", check_data=False)
+    assert not cpu.slurm.gpus_per_node
+    paper = load_suite(SUITES_DIR / f"{suite_name}.yaml", profile="paper", check_data=False,
+                       overrides=["slurm.mem_gb=128"])
+    assert paper.slurm.gpus_per_node >= 1 and paper.slurm.mem_gb == 128
