@@ -111,6 +111,42 @@ def _mean_last(history: list[dict], key: str, window: int) -> float | None:
     return float(np.mean(values)) if values else None
 
 
+class FiniteWatch:
+    """The first step whose training logs were not all finite, kept on the device between reads.
+
+    `observe` costs a few device ops per step and never waits for the GPU; `read` transfers the logs of one
+    step together with the watch's value in one copy (the trainer reads at its log, evaluation, checkpoint
+    and stop steps). Divergence is thus noticed at the next read, but `diverged_at` is still the exact first
+    non-finite step (the steps in between ran on non-finite weights and are discarded with the run).
+    """
+
+    NONE = -1
+
+    def __init__(self, device: torch.device):
+        self.first = torch.full((), self.NONE, dtype=torch.float64, device=device)
+
+    def observe(self, step: int, logs: dict) -> None:
+        values = _as_tensor(logs, self.first.device)
+        bad = ~torch.isfinite(values).all()
+        self.first = torch.where(bad & (self.first == self.NONE), float(step), self.first)
+
+    def read(self, logs: dict | None = None) -> tuple[int | None, dict]:
+        """(first non-finite step or None, `logs` as plain numbers), in one device-to-host copy."""
+        logs = logs or {}
+        numbers = torch.cat([self.first.reshape(1), _as_tensor(logs, self.first.device)]).tolist()
+        first = int(numbers[0])
+        return (None if first == self.NONE else first), dict(zip(logs, numbers[1:]))
+
+
+def _as_tensor(logs: dict, device: torch.device) -> torch.Tensor:
+    """The log values as one float64 vector on `device` (float64 holds every float32 and bf16 value exactly,
+    so reading it gives the numbers float(value) would)."""
+    if not logs:
+        return torch.zeros(0, dtype=torch.float64, device=device)
+    return torch.stack([torch.as_tensor(v).detach().to(device=device, dtype=torch.float64).reshape(())
+                        for v in logs.values()])
+
+
 def _history_row(kind: str, step: int, values: dict) -> dict:
     """A history row of plain Python values (numpy or torch scalars become numbers), so the checkpoint
     holding the history loads with weights_only=True."""
@@ -206,21 +242,32 @@ class Trainer:
         bar = _progress_bar(self.progress and self.training.progress_bar, self.steps, self.start, self.label)
         self.saved_at = self.clock()
         self.model.train()
+        self.watch = FiniteWatch(self.device)
         try:
             for step, batch in enumerate(loader, start=self.start):
-                logs = self.step(step, batch)
-                if not all(math.isfinite(v) for v in logs.values()):
-                    return RunResult(RunStatus.DIVERGED, step, {"steps": step}, diverged_at=step)
-                if step % self.training.log_every == 0 or step == self.steps - 1:
+                try:
+                    logs = self.step(step, batch)
+                except Exception:  # e.g. sampling from non-finite logits after an unnoticed divergence
+                    if self.watch.read()[0] is not None:
+                        return self.diverged()
+                    raise
+                self.watch.observe(step, logs)
+                logged = step % self.training.log_every == 0 or step == self.steps - 1
+                checkpointing = (step + 1) % self.training.checkpoint_every == 0 or self.checkpoint_due()
+                if logged or checkpointing or self.evaluation_due(step):
+                    diverged_at, logs = self.watch.read(logs if logged else None)
+                    if diverged_at is not None:
+                        return self.diverged()
+                if logged:
                     self.history.append(_history_row("train", step, logs))
                     bar.set_postfix(loss=f"{logs.get('loss', float('nan')):.4f}",
                                     usage=f"{logs.get('usage_batch', 0):.0%}")
                 self.evaluate_periodically(step)
-                if (step + 1) % self.training.checkpoint_every == 0 or self.checkpoint_due():
+                if checkpointing:
                     self.checkpoint(step + 1)
                 bar.update(1)
                 if self.should_stop():
-                    return self.preempt(step + 1)
+                    return self.diverged() if self.watch.read()[0] is not None else self.preempt(step + 1)
         finally:
             bar.close()
         if self.saved_step != self.steps:
@@ -228,7 +275,8 @@ class Trainer:
         return None
 
     def step(self, step: int, batch: torch.Tensor) -> dict:
-        """One optimisation step of the model and the schedulers; the model's logs."""
+        """One optimisation step of the model and the schedulers; the model's logs (0-dim tensors on the
+        device, or numbers: `train` reads them at log steps only)."""
         self.model.set_progress(step / self.steps)
         context = StepContext(step=step, total_steps=self.steps, grad_clip=self.training.grad_clip,
                               autocast=self.autocast)
@@ -236,6 +284,17 @@ class Trainer:
         for scheduler in self.schedulers.values():
             scheduler.step()
         return logs
+
+    def diverged(self) -> RunResult:
+        """The run ends as `diverged` at the first step whose logs were not finite (see `FiniteWatch`)."""
+        step = self.watch.read()[0]
+        return RunResult(RunStatus.DIVERGED, step, {"steps": step}, diverged_at=step)
+
+    def evaluation_due(self, step: int) -> bool:
+        """Whether `evaluate_periodically` evaluates or diagnoses at `step`."""
+        training = self.training
+        return bool((training.eval_every and step and step % training.eval_every == 0)
+                    or (self.diagnose and training.diagnostics_every and step % training.diagnostics_every == 0))
 
     def evaluate_periodically(self, step: int) -> None:
         training = self.training

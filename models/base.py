@@ -102,7 +102,9 @@ class ModelFamily(nn.Module):
     def configure_optimizers(self, training) -> dict[str, torch.optim.Optimizer]:
         raise NotImplementedError
 
-    def training_step(self, batch, ctx: StepContext, optimizers) -> dict[str, float]:
+    def training_step(self, batch, ctx: StepContext, optimizers) -> dict[str, torch.Tensor | float]:
+        """One optimisation step; its logs as 0-dim tensors (or numbers). Tensors stay on the device: the
+        trainer reads them only at its log steps, so a GPU step does not wait for the host."""
         raise NotImplementedError
 
     def evaluate(self, batches) -> dict[str, float]:
@@ -169,7 +171,7 @@ class VQAutoencoder(ModelFamily):
         """(loss to backpropagate, logs) of one batch; the estimator decides how the decoder is run."""
         out = self.quantizer(self.encode(x))
         backward_loss, rec = out.reconstruction_loss(lambda z: self.reconstruction_loss(x, self.decode(z)))
-        logs = {"rec_loss": float(rec.detach()), "aux_loss": float(out.aux_loss.detach()), **out.statistics()}
+        logs = {"rec_loss": rec.detach(), "aux_loss": out.aux_loss.detach(), **out.statistics()}
         return backward_loss + out.aux_loss, logs
 
     def configure_optimizers(self, training):
@@ -179,7 +181,7 @@ class VQAutoencoder(ModelFamily):
         with ctx.autocast():
             loss, logs = self.autoencoder_loss(batch)
         backward_and_step(loss, optimizers["autoencoder"], ctx.grad_clip)
-        logs["loss"] = float(loss.detach())
+        logs["loss"] = loss.detach()
         return logs
 
     # -- evaluation -------------------------------------------------------------------------------------
@@ -195,8 +197,8 @@ class VQAutoencoder(ModelFamily):
             for key, value in self.validation_losses(x, x_hat).items():
                 totals[key] = totals.get(key, 0.0) + value
             totals["val_psnr"] += float(psnr(x.float(), x_hat.float()))
-            totals["val_quant_error"] += stats["quant_error"]
-            totals["val_usage_batch"] += stats["usage_batch"]
+            totals["val_quant_error"] += float(stats["quant_error"])
+            totals["val_usage_batch"] += float(stats["usage_batch"])
             counts += torch.bincount(out.indices.reshape(-1).cpu(), minlength=self.quantizer.num_codes).float()
             n_batches += 1
         if n_batches == 0:

@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 
 from .base import QuantizerParams, VQAutoencoder
 from .registry import register_family
-from .taming_cnn import Decoder, Encoder, cnn_kwargs
+from .taming_cnn import Decoder, Encoder, cnn_kwargs, needs_double_backward
 
 
 @dataclass
@@ -56,7 +56,7 @@ class VQVAE(VQAutoencoder):
     presets = PRESETS
 
     def __init__(self, params: VQVAEParams, estimator):
-        common = cnn_kwargs(params)
+        common = cnn_kwargs(params, double_backward=needs_double_backward(estimator))
         super().__init__(params, estimator, Encoder(params.in_channels, **common),
                          Decoder(params.in_channels, **common))
 
