@@ -101,8 +101,31 @@ def lr_factor(step: int, warmup: int, total: int, schedule: str, min_ratio: floa
     return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
-def _collate(device, batch):
-    return torch.stack(batch).to(device, non_blocking=True)
+def _collate(device, memory_format, batch):
+    batch = torch.stack(batch).to(device, non_blocking=True)
+    return batch.contiguous(memory_format=memory_format) if batch.ndim == 4 else batch
+
+
+def apply_speed_settings(model, device: torch.device, training) -> dict:
+    """The speed settings of a run (README "Training on GPUs"), applied to `model`; what was applied.
+
+    On CUDA: TF32 for float32 matmuls and convolutions, cuDNN autotuning (cudnn.benchmark) and, for the
+    convolutional families, the channels-last memory format. With `training.compile`: torch.compile of the
+    family's networks, on any device. On the CPU without compile nothing changes, so CPU runs stay
+    bit-identical to the reference results. The CUDA switches are process-wide and leave CPU arithmetic alone.
+    """
+    applied: dict = {}
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+        torch.backends.cudnn.benchmark = True
+        applied.update(gpu=torch.cuda.get_device_name(device), tf32=True, cudnn_benchmark=True,
+                       channels_last=bool(model.channels_last))
+        if model.channels_last:
+            model.to(memory_format=torch.channels_last)
+    if training.compile:
+        applied["compiled"] = model.compile_modules()
+    return applied
 
 
 def _mean_last(history: list[dict], key: str, window: int) -> float | None:
@@ -202,18 +225,20 @@ class Trainer:
         self.val_set = data_module.build_dataset(self.config.data, "val", self.seed)
         self.steps = total_steps(self.training, len(self.train_set))
         self.model = models.build_model(self.config.model, self.config.estimator.build()).to(self.device)
+        self.speed = apply_speed_settings(self.model, self.device, self.training)
+        memory_format = torch.channels_last if self.speed.get("channels_last") else torch.contiguous_format
         self.optimizers = self.model.configure_optimizers(self.training)
         schedule = partial(lr_factor, warmup=self.training.warmup_steps, total=self.steps,
                            schedule=self.training.schedule, min_ratio=self.training.min_lr_ratio)
         self.schedulers = {name: torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
                            for name, optimizer in self.optimizers.items()}
 
-        self.collate = partial(_collate, self.device)
+        self.collate = partial(_collate, self.device, memory_format)
         self.val_loader = DataLoader(self.val_set, batch_size=self.training.batch_size, shuffle=False,
                                      collate_fn=self.collate, num_workers=self.training.num_workers,
                                      generator=self.loader_generator())
         size = min(self.metrics_config.diagnostics_batch, len(self.val_set))
-        self.fixed_batch = torch.stack([self.val_set[i] for i in range(size)]).to(self.device)
+        self.fixed_batch = self.collate([self.val_set[i] for i in range(size)])
         self.diagnose = self.metrics_config.diagnostics and supports_diagnostics(self.model)
 
     def resume(self) -> None:
@@ -351,7 +376,7 @@ class Trainer:
         model's artifacts. `should_stop` is polled before each stage: the run then ends as `preempted` (its
         checkpoint is the last step's, so the resumed run redoes these stages alone)."""
         metrics: dict = {}
-        notes: dict = {}
+        notes: dict = {"speed": self.speed} if self.speed else {}
         stages = [lambda: metrics.update(self.evaluate(self.steps))]
         if self.diagnose:
             stages.append(lambda: metrics.update(self.diagnostics(self.steps)))

@@ -111,6 +111,7 @@ class AdversarialVQAutoencoder(VQAutoencoder):
     """
 
     refused_estimators = {"decoder_aware": DECODER_AWARE_REFUSAL}
+    compiled_modules = ("encoder", "decoder", "discriminator")
 
     def __init__(self, params: GANParams, estimator, encoder: nn.Module, decoder: nn.Module):
         super().__init__(params, estimator, encoder, decoder)
@@ -307,6 +308,7 @@ class VQGAN(AdversarialVQAutoencoder):
     """Taming-transformers VQGAN (Esser et al. 2021): CNN encoder/decoder, PatchGAN, LPIPS (paper §5.2)."""
 
     family_name = "vqgan"
+    channels_last = True
     Params = VQGANParams
     presets = PRESETS
 

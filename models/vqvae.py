@@ -52,6 +52,7 @@ class VQVAE(VQAutoencoder):
     """Taming-style CNN VQ-VAE trained with MSE (van den Oord et al. 2017; paper §5.1)."""
 
     family_name = "vqvae"
+    channels_last = True
     Params = VQVAEParams
     presets = PRESETS
 
