@@ -93,6 +93,10 @@ class Estimator:
     #: gradient at e for a given code q (what the gradient diagnostics and the synthetic problems measure)
     #: is not defined.
     chooses_codes: bool = False
+    #: True when the estimator differentiates the decoder's gradient again (a double backward, e.g. the
+    #: Hessian-vector product of paper §3). The decoder then avoids fused attention kernels, which have no
+    #: second derivative, and the run cannot use `training.compile`.
+    needs_double_backward: bool = False
 
     def describe(self) -> str:
         doc = (type(self).__doc__ or "").strip().splitlines()

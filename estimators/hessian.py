@@ -16,6 +16,7 @@ class HessianApproximation(DecoderAwareEstimator):
     """
 
     paper_section = "§3, A.3"
+    needs_double_backward = True
 
     def decoder_loss(self, e, q, loss_of):
         z = e + (q.detach().to(e.dtype) - e).detach()

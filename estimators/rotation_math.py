@@ -165,14 +165,20 @@ def _rotation_backward_plain(g, e, q, scale, radial_removed):
     return torch.where(valid, out, g), one_plus_cos
 
 
-def _recompute_near_opposite(out, one_plus_cos, g, e, q, scale, radial_removed):
-    """`out` with the tokens whose 1 + cos is below NEAR_OPPOSITE recomputed from ê + q̂ (in place).
+def _recompute_near_opposite(out, one_plus_cos, g, e, q, scale, radial_removed, sync_free=None):
+    """`out` with the tokens whose 1 + cos is below NEAR_OPPOSITE recomputed from ê + q̂.
 
     1 + c from c loses about 1e-7/(1 + c) relative in float32 (1-3% gradient error at 1 + c = 1e-5), and so
-    does a + b; ‖ê + q̂‖²/2 and (ê + q̂)ᵀg do not cancel. Such tokens are rare (q is e's nearest code), so only
-    they pay for the extra pass; checking for them costs one comparison over N scalars and a device sync.
+    does a + b; ‖ê + q̂‖²/2 and (ê + q̂)ᵀg do not cancel. Such tokens are rare (q is e's nearest code).
+    `sync_free` (default: on CUDA): recompute every token and select with torch.where, an extra pass that
+    never waits for the device; otherwise only the near-opposite tokens are recomputed, in place, after one
+    check for them (a device synchronisation, free on the CPU). Both give the same values per token.
     """
-    near = (one_plus_cos < NEAR_OPPOSITE).view(-1)
+    near = one_plus_cos < NEAR_OPPOSITE
+    if out.is_cuda if sync_free is None else sync_free:
+        accurate = _rotation_backward_eager(g, e, q, scale, radial_removed, near_opposite=True)[0]
+        return torch.where(near, accurate, out)
+    near = near.view(-1)
     if not bool(near.any()):
         return out
     rows = near.nonzero().view(-1)

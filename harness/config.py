@@ -116,6 +116,7 @@ class TrainingConfig:
         None, at_least=1, doc="steps between gradient diagnostics; null: at each evaluation")
     usage_window: int = setting(50, at_least=1, doc="training metrics average the last this-many logged steps")
     progress_bar: bool = setting(True, doc="show a tqdm progress bar")
+    compile: bool = setting(False, doc="torch.compile the model's networks (README \"Training on GPUs\")")
 
     def cross_check(self) -> list[Problem]:
         if self.steps is None and self.epochs is None:
@@ -489,5 +490,10 @@ class RunConfig:
                 if kind != family.data_kind:
                     problems.add("data.name", f"dataset {data.name!r} yields {kind} data but family "
                                               f"{model.family!r} needs {family.data_kind} data")
+        if training is not None and estimator is not None and training.compile:
+            if estimators.estimator_class(estimator.name).needs_double_backward:
+                problems.add("training.compile", f"cannot be true with estimator {estimator.name!r}: it needs a "
+                                                 "double backward through the decoder, which torch.compile's "
+                                                 "backward does not support; set training.compile: false")
         problems.raise_if_any()
         return cls(model, estimator, data, training, metrics, seed, copy.deepcopy(dict(resolved)))

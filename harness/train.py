@@ -102,14 +102,73 @@ def lr_factor(step: int, warmup: int, total: int, schedule: str, min_ratio: floa
     return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
-def _collate(device, batch):
-    return torch.stack(batch).to(device, non_blocking=True)
+def _collate(device, memory_format, batch):
+    batch = torch.stack(batch).to(device, non_blocking=True)
+    return batch.contiguous(memory_format=memory_format) if batch.ndim == 4 else batch
+
+
+def apply_speed_settings(model, device: torch.device, training) -> dict:
+    """The speed settings of a run (README "Training on GPUs"), applied to `model`; what was applied.
+
+    On CUDA: TF32 for float32 matmuls and convolutions, cuDNN autotuning (cudnn.benchmark) and, for the
+    convolutional families, the channels-last memory format. With `training.compile`: torch.compile of the
+    family's networks, on any device. On the CPU without compile nothing changes, so CPU runs stay
+    bit-identical to the reference results. The CUDA switches are process-wide and leave CPU arithmetic alone.
+    """
+    applied: dict = {}
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+        torch.backends.cudnn.benchmark = True
+        applied.update(gpu=torch.cuda.get_device_name(device), tf32=True, cudnn_benchmark=True,
+                       channels_last=bool(model.channels_last))
+        if model.channels_last:
+            model.to(memory_format=torch.channels_last)
+    if training.compile:
+        applied["compiled"] = model.compile_modules()
+    return applied
 
 
 def _mean_last(history: list[dict], key: str, window: int) -> float | None:
     values = [row[key] for row in history if row.get("kind") == "train" and key in row]
     values = values[-window:]
     return float(np.mean(values)) if values else None
+
+
+class FiniteWatch:
+    """The first step whose training logs were not all finite, kept on the device between reads.
+
+    `observe` costs a few device ops per step and never waits for the GPU; `read` transfers the logs of one
+    step together with the watch's value in one copy (the trainer reads at its log, evaluation, checkpoint
+    and stop steps). Divergence is thus noticed at the next read, but `diverged_at` is still the exact first
+    non-finite step (the steps in between ran on non-finite weights and are discarded with the run).
+    """
+
+    NONE = -1
+
+    def __init__(self, device: torch.device):
+        self.first = torch.full((), self.NONE, dtype=torch.float64, device=device)
+
+    def observe(self, step: int, logs: dict) -> None:
+        values = _as_tensor(logs, self.first.device)
+        bad = ~torch.isfinite(values).all()
+        self.first = torch.where(bad & (self.first == self.NONE), float(step), self.first)
+
+    def read(self, logs: dict | None = None) -> tuple[int | None, dict]:
+        """(first non-finite step or None, `logs` as plain numbers), in one device-to-host copy."""
+        logs = logs or {}
+        numbers = torch.cat([self.first.reshape(1), _as_tensor(logs, self.first.device)]).tolist()
+        first = int(numbers[0])
+        return (None if first == self.NONE else first), dict(zip(logs, numbers[1:]))
+
+
+def _as_tensor(logs: dict, device: torch.device) -> torch.Tensor:
+    """The log values as one float64 vector on `device` (float64 holds every float32 and bf16 value exactly,
+    so reading it gives the numbers float(value) would)."""
+    if not logs:
+        return torch.zeros(0, dtype=torch.float64, device=device)
+    return torch.stack([torch.as_tensor(v).detach().to(device=device, dtype=torch.float64).reshape(())
+                        for v in logs.values()])
 
 
 def _history_row(kind: str, step: int, values: dict) -> dict:
@@ -165,23 +224,25 @@ class Trainer:
         seed_everything(self.seed)
         self.build_data()
         self.model = models.build_model(self.config.model, self.config.estimator.build()).to(self.device)
+        self.speed = apply_speed_settings(self.model, self.device, self.training)
+        memory_format = torch.channels_last if self.speed.get("channels_last") else torch.contiguous_format
         self.optimizers = self.model.configure_optimizers(self.training)
         schedule = partial(lr_factor, warmup=self.training.warmup_steps, total=self.steps,
                            schedule=self.training.schedule, min_ratio=self.training.min_lr_ratio)
         self.schedulers = {name: torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
                            for name, optimizer in self.optimizers.items()}
 
+        self.collate = partial(_collate, self.device, memory_format)
         self.diagnose = (self.metrics_config.diagnostics and self.val_set is not None
                          and supports_diagnostics(self.model))
         if self.diagnose:
             size = min(self.metrics_config.diagnostics_batch, len(self.val_set))
-            self.fixed_batch = torch.stack([self.val_set[i] for i in range(size)]).to(self.device)
+            self.fixed_batch = self.collate([self.val_set[i] for i in range(size)])
 
     def build_data(self) -> None:
         """The training and validation sets and the run's length. A family that reads no dataset (the
         synthetic problems own their points: `config.data` is None) trains `training.steps` steps on batch
         None and evaluates on no batches."""
-        self.collate = partial(_collate, self.device)
         if self.config.data is None:
             self.train_set = self.val_set = None
             self.steps = int(self.training.steps)
@@ -232,21 +293,32 @@ class Trainer:
         bar = _progress_bar(self.progress and self.training.progress_bar, self.steps, self.start, self.label)
         self.saved_at = self.clock()
         self.model.train()
+        self.watch = FiniteWatch(self.device)
         try:
             for step, batch in enumerate(loader, start=self.start):
-                logs = self.step(step, batch)
-                if not all(math.isfinite(v) for v in logs.values()):
-                    return RunResult(RunStatus.DIVERGED, step, {"steps": step}, diverged_at=step)
-                if step % self.training.log_every == 0 or step == self.steps - 1:
+                try:
+                    logs = self.step(step, batch)
+                except Exception:  # e.g. sampling from non-finite logits after an unnoticed divergence
+                    if self.watch.read()[0] is not None:
+                        return self.diverged()
+                    raise
+                self.watch.observe(step, logs)
+                logged = step % self.training.log_every == 0 or step == self.steps - 1
+                checkpointing = (step + 1) % self.training.checkpoint_every == 0 or self.checkpoint_due()
+                if logged or checkpointing or self.evaluation_due(step):
+                    diverged_at, logs = self.watch.read(logs if logged else None)
+                    if diverged_at is not None:
+                        return self.diverged()
+                if logged:
                     self.history.append(_history_row("train", step, logs))
                     bar.set_postfix(loss=f"{logs.get('loss', float('nan')):.4f}",
                                     usage=f"{logs.get('usage_batch', 0):.0%}")
                 self.evaluate_periodically(step)
-                if (step + 1) % self.training.checkpoint_every == 0 or self.checkpoint_due():
+                if checkpointing:
                     self.checkpoint(step + 1)
                 bar.update(1)
                 if self.should_stop():
-                    return self.preempt(step + 1)
+                    return self.diverged() if self.watch.read()[0] is not None else self.preempt(step + 1)
         finally:
             bar.close()
         if self.saved_step != self.steps:
@@ -254,7 +326,8 @@ class Trainer:
         return None
 
     def step(self, step: int, batch: torch.Tensor) -> dict:
-        """One optimisation step of the model and the schedulers; the model's logs."""
+        """One optimisation step of the model and the schedulers; the model's logs (0-dim tensors on the
+        device, or numbers: `train` reads them at log steps only)."""
         self.model.set_progress(step / self.steps)
         context = StepContext(step=step, total_steps=self.steps, grad_clip=self.training.grad_clip,
                               autocast=self.autocast)
@@ -262,6 +335,17 @@ class Trainer:
         for scheduler in self.schedulers.values():
             scheduler.step()
         return logs
+
+    def diverged(self) -> RunResult:
+        """The run ends as `diverged` at the first step whose logs were not finite (see `FiniteWatch`)."""
+        step = self.watch.read()[0]
+        return RunResult(RunStatus.DIVERGED, step, {"steps": step}, diverged_at=step)
+
+    def evaluation_due(self, step: int) -> bool:
+        """Whether `evaluate_periodically` evaluates or diagnoses at `step`."""
+        training = self.training
+        return bool((training.eval_every and step and step % training.eval_every == 0)
+                    or (self.diagnose and training.diagnostics_every and step % training.diagnostics_every == 0))
 
     def evaluate_periodically(self, step: int) -> None:
         training = self.training
@@ -316,7 +400,7 @@ class Trainer:
         model's artifacts. `should_stop` is polled before each stage: the run then ends as `preempted` (its
         checkpoint is the last step's, so the resumed run redoes these stages alone)."""
         metrics: dict = {}
-        notes: dict = {}
+        notes: dict = {"speed": self.speed} if self.speed else {}
         stages = [lambda: metrics.update(self.evaluate(self.steps))]
         if self.diagnose:
             stages.append(lambda: metrics.update(self.diagnostics(self.steps)))

@@ -65,6 +65,11 @@ class ModelFamily(nn.Module):
     data_kind: ClassVar[str | None] = "image"
     #: estimator name or kind -> why this family cannot use it (checked when a suite is loaded)
     refused_estimators: ClassVar[dict[str, str]] = {}
+    #: the networks (attribute names) `training.compile` compiles; None-valued attributes are skipped
+    compiled_modules: ClassVar[tuple[str, ...]] = ()
+    #: whether the family is convolutional over images, so the trainer uses the channels-last memory format
+    #: for it (and its input batches) on GPUs
+    channels_last: ClassVar[bool] = False
 
     @classmethod
     def refusal(cls, estimator_name: str, estimator_kind: str) -> str | None:
@@ -100,10 +105,20 @@ class ModelFamily(nn.Module):
             if isinstance(module, VectorQuantizer):
                 module.progress = float(progress)
 
+    def compile_modules(self) -> list[str]:
+        """torch.compile each of `compiled_modules` in place (state_dict keys are unchanged, so checkpoints
+        stay interchangeable with uncompiled runs); the names compiled."""
+        names = [name for name in self.compiled_modules if getattr(self, name, None) is not None]
+        for name in names:
+            getattr(self, name).compile()
+        return names
+
     def configure_optimizers(self, training) -> dict[str, torch.optim.Optimizer]:
         raise NotImplementedError
 
-    def training_step(self, batch, ctx: StepContext, optimizers) -> dict[str, float]:
+    def training_step(self, batch, ctx: StepContext, optimizers) -> dict[str, torch.Tensor | float]:
+        """One optimisation step; its logs as 0-dim tensors (or numbers). Tensors stay on the device: the
+        trainer reads them only at its log steps, so a GPU step does not wait for the host."""
         raise NotImplementedError
 
     def evaluate(self, batches) -> dict[str, float]:
@@ -134,6 +149,8 @@ def psnr(x: torch.Tensor, x_hat: torch.Tensor) -> torch.Tensor:
 
 class VQAutoencoder(ModelFamily):
     """encoder → quantizer → decoder, objective = reconstruction + quantizer auxiliary losses."""
+
+    compiled_modules = ("encoder", "decoder")
 
     def __init__(self, params, estimator, encoder: nn.Module, decoder: nn.Module):
         super().__init__()
@@ -170,7 +187,7 @@ class VQAutoencoder(ModelFamily):
         """(loss to backpropagate, logs) of one batch; the estimator decides how the decoder is run."""
         out = self.quantizer(self.encode(x))
         backward_loss, rec = out.reconstruction_loss(lambda z: self.reconstruction_loss(x, self.decode(z)))
-        logs = {"rec_loss": float(rec.detach()), "aux_loss": float(out.aux_loss.detach()), **out.statistics()}
+        logs = {"rec_loss": rec.detach(), "aux_loss": out.aux_loss.detach(), **out.statistics()}
         return backward_loss + out.aux_loss, logs
 
     def configure_optimizers(self, training):
@@ -180,7 +197,7 @@ class VQAutoencoder(ModelFamily):
         with ctx.autocast():
             loss, logs = self.autoencoder_loss(batch)
         backward_and_step(loss, optimizers["autoencoder"], ctx.grad_clip)
-        logs["loss"] = float(loss.detach())
+        logs["loss"] = loss.detach()
         return logs
 
     # -- evaluation -------------------------------------------------------------------------------------
@@ -196,8 +213,8 @@ class VQAutoencoder(ModelFamily):
             for key, value in self.validation_losses(x, x_hat).items():
                 totals[key] = totals.get(key, 0.0) + value
             totals["val_psnr"] += float(psnr(x.float(), x_hat.float()))
-            totals["val_quant_error"] += stats["quant_error"]
-            totals["val_usage_batch"] += stats["usage_batch"]
+            totals["val_quant_error"] += float(stats["quant_error"])
+            totals["val_usage_batch"] += float(stats["usage_batch"])
             counts += torch.bincount(out.indices.reshape(-1).cpu(), minlength=self.quantizer.num_codes).float()
             n_batches += 1
         if n_batches == 0:

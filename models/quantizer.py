@@ -67,17 +67,30 @@ class QuantizerOutput:
         return self._reconstruction(loss_of)
 
     @torch.no_grad()
-    def statistics(self) -> dict[str, float]:
-        """Per-batch statistics: usage (fraction of codes used), perplexity, quantization error (per-element MSE)."""
-        flat = self.indices.reshape(-1)
-        counts = torch.bincount(flat, minlength=self.num_codes).float()
+    def statistics(self) -> dict[str, torch.Tensor]:
+        """Per-batch statistics as 0-dim tensors on the batch's device (the trainer reads them only at its log
+        steps, so a GPU step never waits for them): usage (fraction of codes used), perplexity, quantization
+        error (per-element MSE)."""
+        counts = code_counts(self.indices.reshape(-1), self.num_codes)
         probs = counts / counts.sum()
-        entropy = -(probs[probs > 0] * probs[probs > 0].log()).sum()
+        if probs.is_cuda:  # boolean indexing has a data-dependent size: it would wait for the GPU
+            entropy = -torch.special.xlogy(probs, probs).sum()
+        else:  # the sum over the used codes alone, in the order the reference results were computed in
+            entropy = -(probs[probs > 0] * probs[probs > 0].log()).sum()
         return {
-            "usage_batch": float((counts > 0).float().mean()),
-            "perplexity": float(entropy.exp()),
-            "quant_error": float(F.mse_loss(self.q.float(), self.e.detach().float())),
+            "usage_batch": (counts > 0).float().mean(),
+            "perplexity": entropy.exp(),
+            "quant_error": F.mse_loss(self.q.float(), self.e.detach().float()),
         }
+
+
+def code_counts(indices: torch.Tensor, num_codes: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """How many of `indices` (N,) name each of the `num_codes` codes, as `dtype` (K,).
+
+    The same integers as torch.bincount, without its device synchronisation on CUDA (bincount reads the
+    largest index back to size its output)."""
+    ones = torch.ones(indices.shape, dtype=dtype, device=indices.device)
+    return torch.zeros(num_codes, dtype=dtype, device=indices.device).index_add_(0, indices, ones)
 
 
 class VectorQuantizer(nn.Module):
@@ -192,7 +205,7 @@ class VectorQuantizer(nn.Module):
         """EMA codebook update (van den Oord et al. 2017, App. A.1) with Laplace smoothing of the counts."""
         decay = self.ema_decay
         e = e.to(self.embed_sum.dtype)
-        counts = torch.bincount(indices, minlength=self.num_codes).to(e.dtype)
+        counts = code_counts(indices, self.num_codes, e.dtype)
         sums = torch.zeros_like(self.embed_sum).index_add_(0, indices, e)
         self.cluster_size.mul_(decay).add_(counts, alpha=1.0 - decay)
         self.embed_sum.mul_(decay).add_(sums, alpha=1.0 - decay)

@@ -11,6 +11,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+import estimators
+
 
 def group_norm(channels: int) -> nn.GroupNorm:
     """GroupNorm with 32 groups where the channels allow (taming's choice), fewer for small CPU models."""
@@ -33,35 +35,61 @@ class ResnetBlock(nn.Module):
         return self.shortcut(x) + h
 
 
-class AttentionBlock(nn.Module):
-    """Single-head spatial self-attention with a residual connection."""
+def spatial_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, fused: bool) -> torch.Tensor:
+    """softmax(q kᵀ / √c) v for (batch, tokens, c) operands: through F.scaled_dot_product_attention (`fused`),
+    or written out, which is twice differentiable (the fused kernels have no second derivative)."""
+    if fused:
+        return F.scaled_dot_product_attention(q, k, v)
+    weights = torch.softmax(q @ k.transpose(1, 2) / math.sqrt(q.shape[-1]), dim=-1)
+    return weights @ v
 
-    def __init__(self, channels: int):
+
+class AttentionBlock(nn.Module):
+    """Single-head spatial self-attention with a residual connection.
+
+    On GPUs the attention goes through F.scaled_dot_product_attention (fused kernels), except with
+    `double_backward`, where it is written out: the Hessian estimator (paper §3) differentiates the
+    decoder's gradient again. On the CPU it is always written out, which keeps CPU results (and the
+    reference results made from them) bit-identical to earlier versions of this harness.
+    """
+
+    def __init__(self, channels: int, double_backward: bool = False):
         super().__init__()
         self.norm = group_norm(channels)
         self.qkv = nn.Conv2d(channels, 3 * channels, 1)
         self.proj = nn.Conv2d(channels, channels, 1)
+        self.double_backward = double_backward
+
+    def fused_on(self, device: torch.device) -> bool:
+        """Whether the attention of inputs on `device` goes through scaled_dot_product_attention."""
+        return not self.double_backward and device.type != "cpu"
 
     def forward(self, x):
         b, c, h, w = x.shape
-        q, k, v = self.qkv(self.norm(x)).reshape(b, 3, c, h * w).unbind(1)
-        # Explicit softmax attention (not scaled_dot_product_attention): it is twice differentiable on the
-        # CPU, which the Hessian estimator's double backward needs.
-        weights = torch.softmax(q.transpose(1, 2) @ k / math.sqrt(c), dim=-1)
-        out = weights @ v.transpose(1, 2)
+        q, k, v = self.qkv(self.norm(x)).reshape(b, 3, c, h * w).transpose(2, 3).unbind(1)  # (b, hw, c) each
+        out = spatial_attention(q, k, v, fused=self.fused_on(x.device))
         return x + self.proj(out.transpose(1, 2).reshape(b, c, h, w))
 
 
-def cnn_kwargs(params) -> dict:
-    """The Encoder/Decoder keyword arguments from a family's params (VQ-VAE and VQGAN share them)."""
+def cnn_kwargs(params, double_backward: bool = False) -> dict:
+    """The Encoder/Decoder keyword arguments from a family's params (VQ-VAE and VQGAN share them);
+    `double_backward`: write the attention out (see `AttentionBlock`)."""
     return dict(channels=params.channels, channel_mult=list(params.channel_mult),
                 num_res_blocks=params.num_res_blocks, attn_resolutions=list(params.attn_resolutions),
-                resolution=params.resolution, z_channels=params.latent_dim, dropout=params.dropout)
+                resolution=params.resolution, z_channels=params.latent_dim, dropout=params.dropout,
+                double_backward=double_backward)
+
+
+def needs_double_backward(estimator) -> bool:
+    """Whether `estimator` (an instance or a registered name) differentiates the decoder's gradient again."""
+    if isinstance(estimator, str):
+        return estimators.estimator_class(estimator).needs_double_backward
+    return estimator.needs_double_backward
 
 
 class Encoder(nn.Module):
     def __init__(self, in_channels, channels, channel_mult, num_res_blocks, attn_resolutions, resolution,
-                 z_channels, dropout=0.0):
+                 z_channels, dropout=0.0, double_backward=False):
         super().__init__()
         self.conv_in = nn.Conv2d(in_channels, channels, 3, padding=1)
         blocks: list[nn.Module] = []
@@ -73,12 +101,13 @@ class Encoder(nn.Module):
                 blocks.append(ResnetBlock(block_in, block_out, dropout))
                 block_in = block_out
                 if current in attn_resolutions:
-                    blocks.append(AttentionBlock(block_in))
+                    blocks.append(AttentionBlock(block_in, double_backward))
             if level != len(channel_mult) - 1:
                 blocks.append(nn.Conv2d(block_in, block_in, 3, stride=2, padding=1))
                 current //= 2
         self.down = nn.Sequential(*blocks)
-        self.mid = nn.Sequential(ResnetBlock(block_in, block_in, dropout), AttentionBlock(block_in),
+        self.mid = nn.Sequential(ResnetBlock(block_in, block_in, dropout),
+                                 AttentionBlock(block_in, double_backward),
                                  ResnetBlock(block_in, block_in, dropout))
         self.norm_out = group_norm(block_in)
         self.conv_out = nn.Conv2d(block_in, z_channels, 3, padding=1)
@@ -99,12 +128,13 @@ class Upsample(nn.Module):
 
 class Decoder(nn.Module):
     def __init__(self, out_channels, channels, channel_mult, num_res_blocks, attn_resolutions, resolution,
-                 z_channels, dropout=0.0):
+                 z_channels, dropout=0.0, double_backward=False):
         super().__init__()
         block_in = channels * channel_mult[-1]
         current = resolution // 2 ** (len(channel_mult) - 1)
         self.conv_in = nn.Conv2d(z_channels, block_in, 3, padding=1)
-        self.mid = nn.Sequential(ResnetBlock(block_in, block_in, dropout), AttentionBlock(block_in),
+        self.mid = nn.Sequential(ResnetBlock(block_in, block_in, dropout),
+                                 AttentionBlock(block_in, double_backward),
                                  ResnetBlock(block_in, block_in, dropout))
         blocks: list[nn.Module] = []
         for level in reversed(range(len(channel_mult))):
@@ -113,7 +143,7 @@ class Decoder(nn.Module):
                 blocks.append(ResnetBlock(block_in, block_out, dropout))
                 block_in = block_out
                 if current in attn_resolutions:
-                    blocks.append(AttentionBlock(block_in))
+                    blocks.append(AttentionBlock(block_in, double_backward))
             if level != 0:
                 blocks.append(Upsample(block_in))
                 current *= 2

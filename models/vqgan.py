@@ -111,6 +111,7 @@ class AdversarialVQAutoencoder(VQAutoencoder):
     """
 
     refused_estimators = {"decoder_aware": DECODER_AWARE_REFUSAL}
+    compiled_modules = ("encoder", "decoder", "discriminator")
 
     def __init__(self, params: GANParams, estimator, encoder: nn.Module, decoder: nn.Module):
         super().__init__(params, estimator, encoder, decoder)
@@ -191,14 +192,14 @@ class AdversarialVQAutoencoder(VQAutoencoder):
         x_hat = decoded["x_hat"] if "x_hat" in decoded else self.decode(out.decoder_input)
         aux = self.params.codebook_weight * out.aux_loss
         loss = rec_backward + aux
-        logs = {"rec_loss": float(rec.detach()), "aux_loss": float(out.aux_loss.detach()),
+        logs = {"rec_loss": rec.detach(), "aux_loss": out.aux_loss.detach(),
                 "g_loss": 0.0, "disc_weight": 0.0}
         if gan_on:
             with frozen(self.discriminator):
                 g_loss = generator_loss(self.discriminator(frames_as_images(x_hat)))
             weight = self.adversarial_weight(rec_backward, g_loss)
             loss = loss + weight * self.params.disc_factor * g_loss
-            logs.update(g_loss=float(g_loss.detach()), disc_weight=float(weight))
+            logs.update(g_loss=g_loss.detach(), disc_weight=weight.detach())
         logs.update(out.statistics())
         return loss, x_hat, logs
 
@@ -206,8 +207,8 @@ class AdversarialVQAutoencoder(VQAutoencoder):
         logits_real = self.discriminator(frames_as_images(x.detach()))
         logits_fake = self.discriminator(frames_as_images(x_hat.detach()))
         d_loss = self.params.disc_factor * discriminator_loss(logits_real, logits_fake, self.params.gan_loss)
-        return d_loss, {"d_loss": float(d_loss.detach()), "logits_real": float(logits_real.detach().mean()),
-                        "logits_fake": float(logits_fake.detach().mean())}
+        return d_loss, {"d_loss": d_loss.detach(), "logits_real": logits_real.detach().mean(),
+                        "logits_fake": logits_fake.detach().mean()}
 
     # -- training -----------------------------------------------------------------------------------------
     def autoencoder_parameters(self):
@@ -225,7 +226,7 @@ class AdversarialVQAutoencoder(VQAutoencoder):
         with ctx.autocast():
             loss, x_hat, logs = self.generator_loss(batch, gan_on)
         backward_and_step(loss, optimizers["autoencoder"], ctx.grad_clip)
-        logs["loss"] = float(loss.detach())
+        logs["loss"] = loss.detach()
         logs.update(d_loss=0.0, logits_real=0.0, logits_fake=0.0)
         if gan_on:
             with ctx.autocast():
@@ -307,6 +308,7 @@ class VQGAN(AdversarialVQAutoencoder):
     """Taming-transformers VQGAN (Esser et al. 2021): CNN encoder/decoder, PatchGAN, LPIPS (paper §5.2)."""
 
     family_name = "vqgan"
+    channels_last = True
     Params = VQGANParams
     presets = PRESETS
 

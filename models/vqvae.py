@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 
 from .base import QuantizerParams, VQAutoencoder
 from .registry import register_family
-from .taming_cnn import Decoder, Encoder, cnn_kwargs
+from .taming_cnn import Decoder, Encoder, cnn_kwargs, needs_double_backward
 
 
 @dataclass
@@ -52,11 +52,12 @@ class VQVAE(VQAutoencoder):
     """Taming-style CNN VQ-VAE trained with MSE (van den Oord et al. 2017; paper §5.1)."""
 
     family_name = "vqvae"
+    channels_last = True
     Params = VQVAEParams
     presets = PRESETS
 
     def __init__(self, params: VQVAEParams, estimator):
-        common = cnn_kwargs(params)
+        common = cnn_kwargs(params, double_backward=needs_double_backward(estimator))
         super().__init__(params, estimator, Encoder(params.in_channels, **common),
                          Decoder(params.in_channels, **common))
 
