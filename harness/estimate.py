@@ -32,7 +32,6 @@ from pathlib import Path
 import torch
 
 import estimators
-import models
 from models import perceptual
 
 from . import data as data_module
@@ -235,13 +234,12 @@ class StepTimer(Trainer):
         self.device = device
         self.steps = steps
         seed_everything(config.seed)
-        self.model = models.build_model(config.model, config.estimator.build()).to(self.device)
-        self.optimizers = self.model.configure_optimizers(self.training)
-        self.schedulers = {}
+        self.build_model()  # the run's model, speed settings (TF32, channels-last, compile) and optimisers
         self.model.train()
 
     def batch(self, shape: tuple[int, ...], batch_size: int) -> torch.Tensor:
-        return torch.rand((batch_size, *shape), device=self.device) * 2 - 1
+        batch = torch.rand((batch_size, *shape), device=self.device) * 2 - 1
+        return batch.contiguous(memory_format=self.memory_format) if batch.ndim == 4 else batch
 
     def time_steps(self, batch: torch.Tensor, at_step: int, warmup: int, timed: int) -> float:
         """Mean seconds of `timed` steps from step `at_step`, after `warmup` untimed ones."""

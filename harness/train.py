@@ -223,21 +223,25 @@ class Trainer:
         self.device = resolve_device(self.training.device)
         seed_everything(self.seed)
         self.build_data()
-        self.model = models.build_model(self.config.model, self.config.estimator.build()).to(self.device)
-        self.speed = apply_speed_settings(self.model, self.device, self.training)
-        memory_format = torch.channels_last if self.speed.get("channels_last") else torch.contiguous_format
-        self.optimizers = self.model.configure_optimizers(self.training)
-        schedule = partial(lr_factor, warmup=self.training.warmup_steps, total=self.steps,
-                           schedule=self.training.schedule, min_ratio=self.training.min_lr_ratio)
-        self.schedulers = {name: torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
-                           for name, optimizer in self.optimizers.items()}
-
-        self.collate = partial(_collate, self.device, memory_format)
+        self.build_model()
+        self.collate = partial(_collate, self.device, self.memory_format)
         self.diagnose = (self.metrics_config.diagnostics and self.val_set is not None
                          and supports_diagnostics(self.model))
         if self.diagnose:
             size = min(self.metrics_config.diagnostics_batch, len(self.val_set))
             self.fixed_batch = self.collate([self.val_set[i] for i in range(size)])
+
+    def build_model(self) -> None:
+        """The model on `self.device` with the device's speed settings (`apply_speed_settings`), its optimisers
+        and their learning-rate schedules over `self.steps` steps."""
+        self.model = models.build_model(self.config.model, self.config.estimator.build()).to(self.device)
+        self.speed = apply_speed_settings(self.model, self.device, self.training)
+        self.memory_format = torch.channels_last if self.speed.get("channels_last") else torch.contiguous_format
+        self.optimizers = self.model.configure_optimizers(self.training)
+        schedule = partial(lr_factor, warmup=self.training.warmup_steps, total=self.steps,
+                           schedule=self.training.schedule, min_ratio=self.training.min_lr_ratio)
+        self.schedulers = {name: torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+                           for name, optimizer in self.optimizers.items()}
 
     def build_data(self) -> None:
         """The training and validation sets and the run's length. A family that reads no dataset (the
