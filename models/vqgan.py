@@ -292,6 +292,10 @@ PRESETS = {
         16, 256, 1024, [1, 1, 2, 2, 4], [16], 0.8, 250001, 3, 48,
         "128 channels, 2 res blocks, attention at 16, L1 + LPIPS (perceptual weight 1.0); disc_start 250001 and "
         "the 3-layer discriminator from taming-transformers configs/imagenet_vqgan.yaml"),
+    "paper_taming_faces": _paper(
+        16, 256, 1024, [1, 1, 2, 2, 4], [16], 0.8, 30001, 3, 48,
+        "paper_taming for Table 2's FFHQ + CelebA-HQ run: disc_start 30001 as taming-transformers "
+        "configs/faceshq_vqgan.yaml (ImageNet's 250001 falls after the end of a faces run)"),
     "paper_ldm_f4": _paper(
         64, 3, 8192, [1, 2, 4], [], 0.75, 0, 3, 16,
         "128 channels, 2 res blocks, no attention, disc_start 0, 3-layer discriminator as latent-diffusion "

@@ -17,9 +17,11 @@ import subprocess
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import yaml
+from PIL import Image
 
 from harness import store
 from harness.status import RunStatus
@@ -235,10 +237,13 @@ def test_an_interrupted_run_is_requeued_bounded_by_max_requeues_and_resumes_to_t
 
 
 def test_a_run_that_raises_is_recorded_as_error_with_its_traceback(tmp_path):
-    base = {**BASE, "data": {"name": "image_folder", "root": str(tmp_path / "no_such_dataset"), "size": 16}}
+    images = tmp_path / "one_image" / "class_a"  # loads (the root holds an image), fails in the job: one is too few
+    images.mkdir(parents=True)
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(images / "0.png")
+    base = {**BASE, "data": {"name": "image_folder", "root": str(images.parent), "size": 16}}
     suite = make_suite(tmp_path, "slurm_it_error", base=base)
     out = tmp_path / "slurm"
     assert hs.run_slurm(suite, out, wait=True, progress=False) is True
     record = record_of(out, suite.runs[0])
     assert record["status"] == "error" and record["slurm_job_id"] == job_id_of(out, suite.runs[0])
-    assert "FileNotFoundError" in record["traceback"] and "no_such_dataset" in record["traceback"]
+    assert "ValueError" in record["traceback"] and "at least 2" in record["traceback"]
