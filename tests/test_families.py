@@ -190,6 +190,7 @@ def test_gradient_diagnostics_run(family_name):
 #: 256/8 = 32 per side of hidden 512, TimeSformer tokens 16 frames × 32 × 32 of hidden 256).
 LATENT_SHAPES = {
     ("vqgan", "paper_taming"): (256, 16, 16),
+    ("vqgan", "paper_taming_faces"): (256, 16, 16),
     ("vqgan", "paper_ldm_f4"): (3, 64, 64),
     ("vqgan", "paper_ldm_f8"): (4, 32, 32),
     ("vqgan", "cpu"): (16, 8, 8),
@@ -258,6 +259,12 @@ PAPER_SETTINGS = {
         "model": {"resolution": 256, "latent_dim": 256, "num_codes": 1024, "codebook_weight": 1.0, "disc_weight": 0.8,
                   "channel_mult": [1, 1, 2, 2, 4], "codebook_learning": "loss", "beta": 0.25, "channels": 128,
                   "num_res_blocks": 2, "attn_resolutions": [16], "perceptual_weight": 1.0, "disc_start": 250001},
+        "training": {"batch_size": 48, "lr": 4.5e-6}},
+    # Table 2's FFHQ + CelebA-HQ run: the same, the discriminator from step 30001 (taming's FacesHQ config).
+    ("vqgan", "paper_taming_faces"): {
+        "model": {"resolution": 256, "latent_dim": 256, "num_codes": 1024, "codebook_weight": 1.0, "disc_weight": 0.8,
+                  "channel_mult": [1, 1, 2, 2, 4], "codebook_learning": "loss", "beta": 0.25, "channels": 128,
+                  "num_res_blocks": 2, "attn_resolutions": [16], "perceptual_weight": 1.0, "disc_start": 30001},
         "training": {"batch_size": 48, "lr": 4.5e-6}},
     ("vqgan", "paper_ldm_f4"): {
         "model": {"resolution": 256, "latent_dim": 3, "num_codes": 8192, "codebook_weight": 1.0, "disc_weight": 0.75,
