@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import re
 import sys
 from pathlib import Path
 
@@ -19,6 +20,8 @@ from scipy import stats
 import models
 from harness import paper_numbers, report, runner, store
 from harness.report.formatting import as_list
+from harness.report.latex import block_heading
+from harness.report.names import paper_name
 from harness.cli import make_report_main
 from harness.suite import SUITES_DIR, load_suite
 
@@ -116,16 +119,34 @@ def block_of(fake, lookup: str):
 
 
 def tex_rows(tex: str) -> dict:
-    """{block label: {row name: [cells]}} from a LaTeX table."""
+    """{block header line: {row name: [cells]}} from a LaTeX table (the `below` style's interval rows, whose
+    name is empty, left out: tex_intervals)."""
     blocks, current = {}, None
     for line in tex.splitlines():
         if line.startswith(r"\multicolumn"):
             current = line
             blocks[current] = {}
-        elif current is not None and line.endswith(r"\\") and " & " in line:
+        elif current is not None and line.endswith(r"\\") and " & " in line and not line.startswith(" & "):
             name, *cells = line[:-2].strip().split(" & ")
             blocks[current][name] = [c.strip() for c in cells]
     return blocks
+
+
+def tex_name(approach: str, paper: bool = False) -> str:
+    """The row name of an approach in the LaTeX tables: the paper's name (harness.report.names)."""
+    return report.latex_name(paper_name(approach, "table1") + (" (paper)" if paper else ""))
+
+
+def tex_block_of(fake, rows: dict, lookup: str) -> dict:
+    table, block = fake["tables"][0], block_of(fake, lookup)
+    heading = report.latex_escape(block_heading(block, "ab"[table.blocks.index(block)]))
+    return next(v for k, v in rows.items() if heading in k)
+
+
+def unstack(head: str) -> str:
+    """A two-line LaTeX column header as one line."""
+    match = re.fullmatch(r"\\begin\{tabular\}\[b\]\{@\{\}c@\{\}\}(.*)\\\\(.*)\\end\{tabular\}(.*)", head)
+    return f"{match.group(1)} {match.group(2)}{match.group(3)}" if match else head
 
 
 # -- statistics ------------------------------------------------------------------------------------------
@@ -138,7 +159,7 @@ def test_one_table_with_a_block_per_setting(fake):
     assert fake["tex"].count(r"\multicolumn") == 2 and fake["tex"].count(r"\midrule") == 2
     assert r"\toprule" in fake["tex"] and r"\bottomrule" in fake["tex"]
     header = next(line for line in fake["tex"].splitlines() if line.startswith("Approach &"))
-    assert header.split(" & ")[1:] == [r"Usage (\%) $\uparrow$", r"Train rec. $\downarrow$",
+    assert [unstack(h) for h in header.split(" & ")[1:]] == [r"Usage (\%) $\uparrow$", r"Train rec. $\downarrow$",
                                         r"Quant. err. $\downarrow$", r"Val rec. $\downarrow$",
                                         r"r-FID $\downarrow$", r"r-IS $\uparrow$ \\"]
 
@@ -199,9 +220,9 @@ def test_dagger_marks_p_below_005(fake):
     columns = paper_numbers.TABLES["table1"]["columns"]
     for lookup in ("euclidean", "cosine"):
         block = block_of(fake, lookup)
-        tex_block = next(v for k, v in rows.items() if report.latex_escape(block.label) in k)
+        tex_block = tex_block_of(fake, rows, lookup)
         for approach in ("rotation", "exact"):
-            for metric, cell_text in zip(columns, tex_block[approach.replace("_", r"\_")]):
+            for metric, cell_text in zip(columns, tex_block[tex_name(approach)]):
                 p = block.ours(approach).cells[metric].p
                 assert (r"^{\dagger}" in cell_text) == (p is not None and p < 0.05), (lookup, approach, metric)
 
@@ -211,11 +232,12 @@ def test_bold_marks_the_best_in_the_right_direction(fake):
     columns = paper_numbers.TABLES["table1"]["columns"]
     for lookup in ("euclidean", "cosine"):
         block = block_of(fake, lookup)
-        tex_block = next(v for k, v in rows.items() if report.latex_escape(block.label) in k)
+        tex_block = tex_block_of(fake, rows, lookup)
+        names = {tex_name(a): a for a in ("ste", "rotation", "exact")}
         for index, metric in enumerate(columns):
             means = {a: np.mean(list(values_of(lookup, a, metric).values())) for a in ("ste", "rotation", "exact")
                      if metric in BASE[lookup][a]}
-            bold = {name for name, cells in tex_block.items() if r"\mathbf" in cells[index]}
+            bold = {names[name] for name, cells in tex_block.items() if r"\mathbf" in cells[index]}
             if not means:
                 assert not bold  # r-FID / r-IS not measured
                 continue
@@ -238,22 +260,22 @@ def test_paper_rows_printed_beside_ours(fake):
     for lookup in ("euclidean", "cosine"):
         setting = SETTING_OF[lookup]
         block = block_of(fake, lookup)
-        tex_block = next(v for k, v in rows.items() if report.latex_escape(block.label) in k)
+        tex_block = tex_block_of(fake, rows, lookup)
         names = list(tex_block)
         paper = paper_numbers.rows("table1", setting)
-        assert sorted(n for n in names if "(paper)" in n) == sorted(f"{r['approach']} (paper)" for r in paper)
+        assert sorted(n for n in names if "(paper)" in n) == sorted(tex_name(r["approach"], True) for r in paper)
         for row in paper:
-            cells = tex_block[f"{row['approach']} (paper)"]
+            cells = tex_block[tex_name(row["approach"], True)]
             for metric, cell in zip(columns, cells):
                 value = row["values"][metric]
                 expected = "---" if value is None else "$" + report.latex_number(report.fmt_paper(value, metric)) + "$"
                 assert cell == expected
             # right after ours of the same approach, when we ran it
             if row["approach"] in ("ste", "rotation"):
-                assert names.index(f"{row['approach']} (paper)") == names.index(row["approach"]) + 1
+                assert names.index(tex_name(row["approach"], True)) == names.index(tex_name(row["approach"])) + 1
     # the cosine block shows the paper's Hessian row although we did not run it
     cosine = next(v for k, v in rows.items() if "Cosine" in k)
-    assert "hessian (paper)" in cosine and "hessian" not in cosine
+    assert "Hessian Approx. (paper)" in cosine and "Hessian Approx." not in cosine
     md = fake["md"]
     assert "| rotation (paper) | 97 | 0.116 | 5.1e-04 | 0.122 | 85.7 | 17 |" in md
     assert "| ste (paper) | 31 | 0.034 | 1.2e-04 | 0.038 | 26 | 77.8 |" in md
@@ -336,8 +358,10 @@ def test_fidelity_not_computed_note(fake):
     df = store.load_results(fake["dir"])
     assert "r_fid" not in df.columns
     for line in fake["tex"].splitlines():  # r-FID / r-IS cells of our rows are empty, never a number
-        if " & " in line and "(paper)" not in line and not line.startswith("Approach"):
+        if " & " in line and "(paper)" not in line and not line.startswith(("Approach", " & ")):
             assert line.split(" & ")[-2:] == ["---", r"--- \\"]
+        elif line.startswith(" & "):  # the interval row under ours: nothing under r-FID / r-IS
+            assert line.split(" & ")[-2:] == ["", r" \\"]
 
 
 def test_fidelity_off_note(tmp_path):

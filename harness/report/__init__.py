@@ -43,7 +43,7 @@ Modules: metrics (the metrics registry), formatting, stats, loading, settings, t
 from __future__ import annotations
 
 from .formatting import fmt_interval, fmt_mean_ci, fmt_p, fmt_paper, fmt_value
-from .latex import latex_escape, latex_number, latex_table
+from .latex import INTERVAL_STYLES, latex_escape, latex_name, latex_number, latex_table
 from .loading import LoadedResults, load_results
 from .markdown import markdown_pvalues, markdown_table
 from .metrics import FIDELITY_METRICS, METRICS, SUITE_TABLE_METRICS, Metric, markdown_metric_table, metric
@@ -54,10 +54,10 @@ from .verdicts import Outcome, PaperClaim, Verdict, agreement, claims, counts_li
 from .writer import write_suite_report
 
 __all__ = [
-    "FIDELITY_METRICS", "METRICS", "SUITE_TABLE_METRICS", "Block", "Cell", "LoadedResults", "Metric", "Outcome",
+    "FIDELITY_METRICS", "INTERVAL_STYLES", "METRICS", "SUITE_TABLE_METRICS", "Block", "Cell", "LoadedResults", "Metric", "Outcome",
     "PairedDifference", "PaperClaim", "Row", "Table", "Verdict", "agreement", "build_tables", "claims",
     "counts_line", "extra_figures", "fmt_interval", "fmt_mean_ci", "fmt_p", "fmt_paper", "fmt_value",
-    "import_dependencies", "latex_escape", "latex_number", "latex_table", "load_results", "markdown_metric_table",
+    "import_dependencies", "latex_escape", "latex_name", "latex_number", "latex_table", "load_results", "markdown_metric_table",
     "markdown_pvalues", "markdown_table", "mean_ci", "metric", "paired_difference", "paired_p", "save_figure",
     "section_claims", "write_suite_report",
 ]

@@ -38,6 +38,7 @@ class Row:
     cells: dict = field(default_factory=dict)  # ours: metric -> Cell; paper: metric -> value
     n_runs: int = 0
     n_finished: int = 0
+    note: str = ""  # the paper's note on its row (e.g. "the authors' run")
 
 
 @dataclass
@@ -159,7 +160,7 @@ def _rows(table: Table, block: Block) -> list[Row]:
         for paper_row in paper_numbers.rows(table.ref, block.setting):
             note = f"; {paper_row['note']}" if paper_row["note"] else ""
             rows.append(Row(approach=paper_row["approach"], kind="paper",
-                            label=f"{paper_row['approach']} (paper{note})",
+                            label=f"{paper_row['approach']} (paper{note})", note=paper_row["note"],
                             cells={m: paper_row["values"].get(m) for m in table.columns}))
         # the paper's rows right after ours of the same approach (or where the approach would sort)
         rows.sort(key=lambda r: (approach_sort_key(r.approach), r.kind != "ours"))

@@ -1,26 +1,37 @@
 """`write_suite_report`: results.csv, the LaTeX tables, the plots and report.md of one suite's folder."""
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from .. import store
 from .agreement_text import agreement_lines
 from .formatting import as_list
-from .latex import latex_table
+from .latex import DEFAULT_INTERVAL, latex_table
 from .loading import load_results
 from .markdown import markdown_table
 from .narrative import definition_lines, fidelity_lines, figure_lines, table_lines, what_ran
+from .preview import write_preview
 from .plots import TRAIN_PANELS, VAL_PANELS, extra_figures, load_histories, plot_curves, plot_final_metrics
 from .settings import annotate
 from .tables import build_tables
 from .verdicts import agreement, counts_line
 
+log = logging.getLogger(__name__)
 
-def write_suite_report(suite_directory: str | Path, suite=None, *, figures: bool = True) -> dict:
-    """Write results.csv, the LaTeX tables, the plots and report.md for one suite's results; return the text
-    summary and the files written. With `suite` (a harness.suite.Suite) exactly its runs are reported;
-    without, every record in the folder. Never trains; regenerating gives byte-identical files."""
+
+def write_suite_report(suite_directory: str | Path, suite=None, *, figures: bool = True, interval: str | None = None,
+                       names: str | None = None) -> dict:
+    """Write results.csv, the LaTeX tables (with their PNG previews), the plots and report.md for one suite's
+    results; return the text summary and the files written. With `suite` (a harness.suite.Suite) exactly its
+    runs are reported; without, every record in the folder. `interval` and `names`: the LaTeX tables'
+    interval style and approach names (latex.py; default: the suite's `report:` keys, else `below` and
+    `paper`). `figures=False` draws no plots and no previews. Never trains; regenerating gives
+    byte-identical files."""
     suite_directory = Path(suite_directory)
+    options = suite.report if suite is not None else {}
+    interval = interval or options.get("interval") or DEFAULT_INTERVAL
+    names = names or options.get("names") or "paper"
     loaded = load_results(suite_directory, suite)
     df = loaded.frame
     suite_name = suite.name if suite is not None else suite_directory.name
@@ -35,8 +46,13 @@ def write_suite_report(suite_directory: str | Path, suite=None, *, figures: bool
     tables = [t for t in build_tables(df, suite) if t.has_ours]
     for table in tables:
         path = suite_directory / f"{table.stem}.tex"
-        store.atomic_write_text(path, latex_table(table, suite_name))
+        store.atomic_write_text(path, latex_table(table, suite_name, interval=interval, names=names))
         files.append(path)
+        if figures:
+            preview, problem = write_preview(path)
+            files += [preview] if preview else []
+            if problem:
+                log.warning("%s", problem)
 
     figure_paths, figure_messages = [], []
     if figures and not df.empty:
