@@ -19,6 +19,7 @@ import models
 from estimators.registry import params_class
 
 from . import data as data_module
+from .run_logging import check_wandb_settings
 from .schema import Problem, check_fields, did_you_mean, got, join_key, setting, unknown_name
 
 RUN_SECTIONS = ("model", "estimator", "data", "training", "metrics")
@@ -134,6 +135,9 @@ class MetricsConfig:
     fidelity_samples: int | None = setting(None, at_least=1, doc="cap on validation items for r-FID; null: all")
     diagnostics: bool = setting(True, doc="gradient diagnostics (cosine to the exact gradient, push/pull)")
     diagnostics_batch: int = setting(16, at_least=1, doc="validation items the diagnostics use")
+    tensorboard: bool = setting(True, doc="TensorBoard events in the run folder (needs the tensorboard extra)")
+    wandb: dict | None = setting(None, check=check_wandb_settings,
+                                 doc="Weights & Biases run: {project: ..., mode: offline or online}")
 
 
 # -- SLURM ------------------------------------------------------------------------------------------------
@@ -296,6 +300,10 @@ class ReportConfig:
     metrics: list[str] | None = setting(None, doc="the metric columns of the report's tables")
     figures: list[str] | None = setting(None, check=_figure_names_check,
                                         doc="extra figures, by name in harness.figures.FIGURES")
+    interval: Literal["below", "beside", "caption"] = setting(
+        "below", doc="LaTeX tables: the 95% interval below the mean, beside it, or only in the caption")
+    names: Literal["paper", "registry", "both"] = setting(
+        "paper", doc="LaTeX tables: approaches by the paper's names, the registry's, or both")
 
 
 def check_section(problems: Problems, cls, values, prefix: str):

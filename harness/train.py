@@ -29,6 +29,7 @@ from . import store
 from .checkpoint import load_checkpoint, restore_rng_state, rng_state, save_checkpoint
 from .config import RunConfig
 from .diagnostics import gradient_diagnostics, supports_diagnostics
+from .run_logging import RunLog
 from .status import RunStatus
 
 logger = logging.getLogger(__name__)
@@ -213,7 +214,10 @@ class Trainer:
     def run(self) -> RunResult:
         self.build()
         self.resume()
-        return self.train() or self.finish()
+        try:
+            return self.train() or self.finish()
+        finally:
+            self.run_log.close()
 
     # -- stages -------------------------------------------------------------------------------------------
 
@@ -225,6 +229,7 @@ class Trainer:
         self.build_data()
         self.build_model()
         self.collate = partial(_collate, self.device, self.memory_format)
+        self.run_log = RunLog(self)  # TensorBoard / W&B (harness/run_logging.py)
         self.diagnose = (self.metrics_config.diagnostics and self.val_set is not None
                          and supports_diagnostics(self.model))
         if self.diagnose:
@@ -315,6 +320,7 @@ class Trainer:
                         return self.diverged()
                 if logged:
                     self.history.append(_history_row("train", step, logs))
+                    self.run_log.row(self.history[-1])
                     bar.set_postfix(loss=f"{logs.get('loss', float('nan')):.4f}",
                                     usage=f"{logs.get('usage_batch', 0):.0%}")
                 self.evaluate_periodically(step)
@@ -367,12 +373,15 @@ class Trainer:
             result = self.model.evaluate(self.validation_batches())
         self.model.train()
         self.history.append(_history_row("eval", step, result))
+        self.run_log.row(self.history[-1])
+        self.run_log.evaluated(step)
         return result
 
     def diagnostics(self, step: int) -> dict:
         """Gradient diagnostics on the fixed validation batch (README "Metrics"), logged in the history."""
         result = gradient_diagnostics(self.model, self.fixed_batch)
         self.history.append(_history_row("diagnostics", step, result))
+        self.run_log.row(self.history[-1])
         return result
 
     def checkpoint_due(self) -> bool:
@@ -423,6 +432,7 @@ class Trainer:
         if hasattr(self.model, "artifacts"):  # e.g. point snapshots of the synthetic problems (README "Figures")
             store.write_json(self.directory / store.ARTIFACTS, self.model.artifacts())
         store.write_history(self.directory / store.HISTORY, self.history)
+        self.run_log.finished(metrics)
         return RunResult(RunStatus.FINISHED, self.steps, metrics, notes)
 
     def fidelity(self, metrics: dict, notes: dict) -> None:
