@@ -25,6 +25,7 @@ PAGE = r"""\documentclass[10pt]{article}
 \usepackage[letterpaper,textwidth=5.5in,textheight=9in]{geometry}
 \usepackage{times}
 \usepackage{booktabs}
+\usepackage{graphicx}
 \pagestyle{empty}
 \begin{document}
 \input{table}

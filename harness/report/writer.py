@@ -7,11 +7,13 @@ from pathlib import Path
 from .. import store
 from .agreement_text import agreement_lines
 from .formatting import as_list
+from .html import write_html
 from .latex import DEFAULT_INTERVAL, latex_table
 from .loading import load_results
 from .markdown import markdown_table
 from .narrative import definition_lines, fidelity_lines, figure_lines, table_lines, what_ran
 from .preview import write_preview
+from .reconstructions import plot_reconstructions, reconstruction_lines
 from .plots import TRAIN_PANELS, VAL_PANELS, extra_figures, load_histories, plot_curves, plot_final_metrics
 from .settings import annotate
 from .tables import build_tables
@@ -31,7 +33,7 @@ def write_suite_report(suite_directory: str | Path, suite=None, *, figures: bool
     suite_directory = Path(suite_directory)
     options = suite.report if suite is not None else {}
     interval = interval or options.get("interval") or DEFAULT_INTERVAL
-    names = names or options.get("names") or "paper"
+    approach_names = names or options.get("names") or "paper"
     loaded = load_results(suite_directory, suite)
     df = loaded.frame
     suite_name = suite.name if suite is not None else suite_directory.name
@@ -46,7 +48,7 @@ def write_suite_report(suite_directory: str | Path, suite=None, *, figures: bool
     tables = [t for t in build_tables(df, suite) if t.has_ours]
     for table in tables:
         path = suite_directory / f"{table.stem}.tex"
-        store.atomic_write_text(path, latex_table(table, suite_name, interval=interval, names=names))
+        store.atomic_write_text(path, latex_table(table, suite_name, interval=interval, names=approach_names))
         files.append(path)
         if figures:
             preview, problem = write_preview(path)
@@ -54,12 +56,13 @@ def write_suite_report(suite_directory: str | Path, suite=None, *, figures: bool
             if problem:
                 log.warning("%s", problem)
 
-    figure_paths, figure_messages = [], []
+    figure_paths, figure_messages, pictures = [], [], []
     if figures and not df.empty:
         histories = load_histories(suite_directory, df["run_id"])
         figure_paths += plot_curves(suite_directory, tables, histories, "train", TRAIN_PANELS, "training_curves")
         figure_paths += plot_curves(suite_directory, tables, histories, "eval", VAL_PANELS, "validation_curves")
         figure_paths += plot_final_metrics(suite_directory, tables)
+        pictures = plot_reconstructions(suite_directory, tables)
         names = [str(n) for n in as_list((suite.report if suite is not None else {}).get("figures"))]
         extra, figure_messages = extra_figures(suite_directory, df, names)
         figure_paths += extra
@@ -71,11 +74,14 @@ def write_suite_report(suite_directory: str | Path, suite=None, *, figures: bool
     if not df.empty:
         lines += table_lines(tables)
         lines += figure_lines(suite_directory, figure_paths, figure_messages, figures)
+        lines += reconstruction_lines(pictures, figures, images="config.data.name" in df.columns)
+        files += pictures
         lines += fidelity_lines(df, loaded.records)
         lines += agreement_lines(verdicts, suite)
         lines += definition_lines(tables)
-    store.atomic_write_text(suite_directory / "report.md", "\n".join(lines).rstrip("\n") + "\n")
-    files.append(suite_directory / "report.md")
+    text = "\n".join(lines).rstrip("\n") + "\n"
+    store.atomic_write_text(suite_directory / "report.md", text)
+    files += [suite_directory / "report.md", write_html(suite_directory, text, suite)]
 
     summary = "\n\n".join(f"{t.title}\n{markdown_table(t)}" for t in tables) or "(no finished runs with table metrics)"
     if df.empty:
