@@ -200,6 +200,7 @@ def _train_and_report(args: argparse.Namespace, suite, out: Path, pool) -> int:
     print(result["summary"])
     for path in result["files"]:
         logger.info("wrote %s", path)
+    logger.info("report: %s", store.suite_dir(out, suite.name) / report.REPORT_HTML)
     statuses = [run_status(out, spec) for spec in suite.runs]
     failed = [s for s in statuses if s != RunStatus.FINISHED]
     if failed:
@@ -218,6 +219,11 @@ def make_report_main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", help="the profile the suite ran with (a report shows exactly those runs)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE",
                         help="the --set overrides the suite ran with (repeatable)")
+    parser.add_argument("--interval", choices=("below", "beside", "caption"),
+                        help="LaTeX tables: the 95%% interval below the mean, beside it, or only in the caption "
+                             "(default: the suite's report.interval, else below)")
+    parser.add_argument("--names", choices=("paper", "registry", "both"),
+                        help="LaTeX tables: the approaches' names (default: the suite's report.names, else paper)")
     _add_verbosity(parser)
     args = parser.parse_args(argv)
     setup_logging("make-report", args.verbose - args.quiet)
@@ -268,10 +274,11 @@ def _make_report(args: argparse.Namespace) -> int:
             logger.error("no run records in %s; run `run-suite %s --out %s` first", directory / "runs", name, out)
             status = 1
             continue
-        result = report.write_suite_report(directory, suite=suite)
+        result = report.write_suite_report(directory, suite=suite, interval=args.interval, names=args.names)
         print(f"== {suite_name}\n{result['summary']}")
         for path in result["files"]:
             logger.info("wrote %s", path)
+        logger.info("report: %s", directory / report.REPORT_HTML)
     return status
 
 

@@ -166,3 +166,23 @@ def test_approach_labels():
     assert labels == {"gumbel (tau=0.5)": "Gumbel (tau=0.5)", "gumbel (tau=1)": "Gumbel (tau=1)", "ste": "STE"}
     with pytest.raises(ValueError, match="choose one of paper, registry, both"):
         approach_labels(["ste"], None, "nice")
+
+
+def test_make_report_options_choose_the_style(tmp_path, capsys):
+    import yaml
+
+    from harness.cli import make_report_main
+    from test_report import SUITE, write_fake_runs
+
+    path = tmp_path / "fake_table1.yaml"
+    path.write_text(yaml.safe_dump({**SUITE, "report": {"interval": "beside"}}, sort_keys=False))
+    write_fake_runs(tmp_path / "out", load_suite(path))
+    tex = tmp_path / "out" / "fake_table1" / "table1.tex"
+    assert make_report_main([str(path), "--out", str(tmp_path / "out")]) == 0
+    assert r"\resizebox" in tex.read_text() and r"\texttt{rotation}" in tex.read_text()  # the suite's style
+    assert make_report_main([str(path), "--out", str(tmp_path / "out"), "--interval", "caption",
+                             "--names", "registry"]) == 0
+    text = tex.read_text()
+    assert "Half-widths of the 95\\% t-intervals" in text and r"\resizebox" not in text
+    assert "\nrotation & " in text and "Harness estimators" not in text
+    assert (tmp_path / "out" / "fake_table1" / "report.html").exists()

@@ -7,16 +7,22 @@ and unreadable record files are named and skipped. It writes, into the suite's r
 
 - `results.csv`: one row per reported run (harness.store.load_results' columns);
 - one booktabs LaTeX file per table: `<paper table id>.tex` (e.g. `table1.tex`) for the runs that stand for
-  a paper table's settings (the suite's `paper: {table: ...}`), `table.tex` for the other runs;
+  a paper table's settings (the suite's `paper: {table: ...}`), `table.tex` for the other runs; each fits
+  the ICLR single-column text width, names the approaches as the paper does (names.py) and has a PNG
+  preview beside it, compiled with pdflatex (`<stem>.png`, preview.py);
 - `training_curves`, `validation_curves` (when runs evaluated more than once) and `final_metrics` plots,
   PNG and PDF, plus any figures the suite lists under `report: {figures: [...]}` (harness.figures);
+- `reconstructions` (PNG and PDF): per block, the same validation images reconstructed by each approach's
+  first seed (reconstructions.py, from the runs' reconstructions.png);
 - `report.md`: what ran, the tables in markdown with paired tests, the figures, the fidelity note, and a
   verdict per claim of the paper's numbers (agree / disagree / inconclusive, from the 95% interval of the
-  paired difference over seeds: verdicts.py).
+  paired difference over seeds: verdicts.py);
+- `report.html`: report.md as one self-contained page, with the LaTeX tables and the suite's configuration
+  (html.py).
 
 Table layout: one block per setting (the values that vary across the suite other than the estimator and the
-seed), a header row naming the setting (and the paper setting it stands for), one row per approach
-(estimator + its parameters). Cells are the mean over seeds ± the half-width of the 95% t-interval
+seed), a header row naming the setting (and the paper setting it stands for; in LaTeX in words, the run
+configuration in the caption), one row per approach (estimator + its parameters). Cells are the mean over seeds ± the half-width of the 95% t-interval
 (scipy.stats.t.interval; with one seed, the mean alone). Each approach is compared with the baseline
 (`ste` unless the suite says `report: {baseline: ...}`) by a paired t-test over seeds (scipy.stats.ttest_rel);
 p < 0.05 is marked † (p-values are listed in report.md). The best mean per block and metric is bold. Where
@@ -36,13 +42,16 @@ Suite keys read here (all optional):
       baseline: ste                           # the approach the paired tests compare with
       metrics: [val_rec_loss, ...]            # columns of table.tex (default: the usual metrics measured)
       figures: [himmelblau_panels]            # harness.figures.FIGURES names
+      interval: below | beside | caption      # the LaTeX tables' 95% interval (make-report --interval)
+      names: paper | registry | both          # the LaTeX tables' approach names (make-report --names)
 
-Modules: metrics (the metrics registry), formatting, stats, loading, settings, tables, markdown, latex, plots
-(`save_figure`), verdicts, agreement_text, narrative, writer.
+Modules: metrics (the metrics registry), formatting, stats, loading, settings, tables, markdown, names,
+latex, preview, plots (`save_figure`), reconstructions, verdicts, agreement_text, narrative, html, writer.
 """
 from __future__ import annotations
 
 from .formatting import fmt_interval, fmt_mean_ci, fmt_p, fmt_paper, fmt_value
+from .html import REPORT_HTML, write_html
 from .latex import INTERVAL_STYLES, latex_escape, latex_name, latex_number, latex_table
 from .loading import LoadedResults, load_results
 from .markdown import markdown_pvalues, markdown_table
@@ -55,9 +64,9 @@ from .writer import write_suite_report
 
 __all__ = [
     "FIDELITY_METRICS", "INTERVAL_STYLES", "METRICS", "SUITE_TABLE_METRICS", "Block", "Cell", "LoadedResults", "Metric", "Outcome",
-    "PairedDifference", "PaperClaim", "Row", "Table", "Verdict", "agreement", "build_tables", "claims",
+    "PairedDifference", "PaperClaim", "REPORT_HTML", "Row", "Table", "Verdict", "agreement", "build_tables", "claims",
     "counts_line", "extra_figures", "fmt_interval", "fmt_mean_ci", "fmt_p", "fmt_paper", "fmt_value",
     "import_dependencies", "latex_escape", "latex_name", "latex_number", "latex_table", "load_results", "markdown_metric_table",
     "markdown_pvalues", "markdown_table", "mean_ci", "metric", "paired_difference", "paired_p", "save_figure",
-    "section_claims", "write_suite_report",
+    "section_claims", "write_html", "write_suite_report",
 ]
