@@ -12,12 +12,14 @@ import logging
 import os
 import subprocess
 import time
+from datetime import datetime
 from pathlib import Path
 
 import submitit
 
 from .. import store
 from ..config import RunConfig
+from ..executors import _duration
 from ..runner import mark_run
 from ..status import RunStatus
 from ..suite import RunSpec
@@ -138,6 +140,7 @@ class JobSet:
         self.out, self.suite_name = out, suite_name
         self.jobs: dict[str, submitit.SlurmJob] = {}  # run_id -> job
         self.states: dict[str, str] = {}
+        self.running_since: dict[str, float] = {}  # run_id -> when a poll first saw its job running
 
     def load(self, manifest: dict, run_ids=None) -> None:
         for run_id, entry in manifest["runs"].items():
@@ -159,6 +162,8 @@ class JobSet:
             entry = manifest["runs"].get(run_id, {})
             state = final_state(job, entry, queued)
             self.states[run_id] = state or job.state
+            if states.head(self.states[run_id]) in states.RUNNING_STATES:
+                self.running_since.setdefault(run_id, time.monotonic())
             if state is None:
                 continue
             status = settle(entry, run_id, self.suite_name, job, state, self.out)
@@ -180,6 +185,32 @@ class JobSet:
             record = store.read_record(store.run_dir(self.out, self.suite_name, run_id)) or {}
             counts["finished" if record.get("status") == RunStatus.FINISHED else "failed"] += 1
         return counts
+
+
+    def eta_s(self, run_ids, now: float | None = None) -> float | None:
+        """Seconds left, estimated from the wall time of the runs that ended with a result (their records'
+        started → finished) and how long each running job has run (since a poll first saw it running); the
+        running jobs stand for the cluster's parallelism. None before a run ended with a result."""
+        durations = [seconds for run_id in run_ids if run_id not in self.jobs
+                     for seconds in [_wall_time_s(store.read_record(store.run_dir(self.out, self.suite_name, run_id)))]
+                     if seconds is not None]
+        if not durations:
+            return None
+        mean, now = sum(durations) / len(durations), time.monotonic() if now is None else now
+        running = [r for r in run_ids if r in self.jobs and r in self.running_since]
+        pending = sum(r in self.jobs for r in run_ids) - len(running)
+        left = mean * pending + sum(max(0.0, mean - (now - self.running_since[r])) for r in running)
+        return left / max(1, len(running))
+
+
+def _wall_time_s(record: dict | None) -> float | None:
+    """A record's started → finished seconds, for a run that ended with a result (finished, diverged)."""
+    try:
+        if not RunStatus(record["status"]).is_result:
+            return None
+        return (datetime.fromisoformat(record["finished"]) - datetime.fromisoformat(record["started"])).total_seconds()
+    except (KeyError, TypeError, ValueError):
+        return None
 
 
 def merge_collected(out: Path, suite_name: str, settled: dict[str, str], job_states: dict[str, str]) -> None:
@@ -210,7 +241,9 @@ def wait_for(jobs: JobSet, run_ids: list[str], timeout_s: float, poll_s: float, 
             merge_collected(jobs.out, jobs.suite_name, jobs.poll(manifest), jobs.states)
             line = format_counts(jobs.suite_name, jobs.counts(run_ids), len(run_ids))
             if progress and (line != last_line or time.monotonic() - last_shown > 60):
-                log.info(line)
+                eta = jobs.eta_s(run_ids) if jobs.jobs else None
+                log.info("%s%s", line, "" if not jobs.jobs else "; time left unknown yet" if eta is None
+                         else f"; about {_duration(eta)} left")
                 last_line, last_shown = line, time.monotonic()
             if not jobs.jobs:
                 return True
