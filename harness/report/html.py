@@ -95,9 +95,13 @@ class _Renderer:
         def cells(line: str) -> list[str]:
             return [c.strip() for c in line.strip().strip("|").split("|")]
 
+        def row(values: list[str]) -> str:
+            if len(values) > 1 and not any(values[1:]):  # a block's header row: across the table
+                return f'<tr><td colspan="{len(values)}">{self.inline(values[0])}</td></tr>\n'
+            return "<tr>" + "".join(f"<td>{self.inline(c)}</td>" for c in values) + "</tr>\n"
+
         head = "".join(f"<th>{self.inline(c)}</th>" for c in cells(lines[0]))
-        body = "".join("<tr>" + "".join(f"<td>{self.inline(c)}</td>" for c in cells(line)) + "</tr>\n"
-                       for line in lines[2:])
+        body = "".join(row(cells(line)) for line in lines[2:])
         return f'<div class="scroll"><table>\n<thead><tr>{head}</tr></thead>\n<tbody>\n{body}</tbody></table></div>'
 
     def render(self, markdown: str) -> str:
