@@ -16,6 +16,7 @@ from __future__ import annotations
 import ctypes
 import logging
 import os
+import pickle
 import signal
 import socket
 import threading
@@ -183,8 +184,8 @@ def _rank_main(rank: int, world: int, port: int, device_type: str, threads: int,
     init_process_group(backend_for(device_type), f"tcp://127.0.0.1:{port}", rank, world)
     try:
         result = target(*args, stop.is_set)
-        if rank == 0:
-            results.put(result)
+        if rank == 0:  # plain pickle: tensors by value (a queue would share them, gone with this process)
+            results.put(pickle.dumps(result))
     finally:
         close()
 
@@ -222,4 +223,4 @@ def launch_local(world: int, device_type: str, target, args: tuple, should_stop=
     finally:
         watcher.set()
         thread.join()
-    return results.get()
+    return pickle.loads(results.get())
