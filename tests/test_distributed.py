@@ -76,20 +76,18 @@ def train_here(config: dict, directory: Path) -> tuple[list[dict], dict, torch.T
     return trainer.history, result.metrics, codebook_of(trainer.model)
 
 
-def _train_and_gather(config: RunConfig, directory: str, label: str, should_stop):
-    """A rank of `distributed.launch_local`: train, then gather every rank's codebook."""
-    trainer = Trainer(config, directory, progress=False, label=label, should_stop=should_stop)
-    result = trainer.run()
-    codebook = codebook_of(trainer.model)
-    codebooks = [torch.empty_like(codebook) for _ in range(dist.get_world_size())]
-    dist.all_gather(codebooks, codebook)
-    return trainer.history, result, codebooks
-
-
-def train_two_processes(config: dict, directory: Path):
-    """(history, result, every rank's codebook) of `config` trained by 2 local processes."""
-    run_config = RunConfig.from_resolved(with_training(config, world_size=2))
-    return distributed.launch_local(2, "cpu", _train_and_gather, (run_config, str(directory), ""))
+def _train_all_and_gather(configs: list[RunConfig], directories: list[str], should_stop):
+    """A rank of `distributed.launch_local`: train each run in turn, gathering every rank's codebook after
+    each (one launch for all the runs: starting the processes costs more than the tiny runs)."""
+    outcomes = []
+    for config, directory in zip(configs, directories):
+        trainer = Trainer(config, directory, progress=False, should_stop=should_stop)
+        result = trainer.run()
+        codebook = codebook_of(trainer.model)
+        codebooks = [torch.empty_like(codebook) for _ in range(dist.get_world_size())]
+        dist.all_gather(codebooks, codebook)
+        outcomes.append((trainer.history, result, codebooks))
+    return outcomes
 
 
 def assert_same_history(got: list[dict], expected: list[dict], columns=COMPARED) -> None:
@@ -108,15 +106,27 @@ def assert_same_metrics(got: dict, expected: dict) -> None:
             assert got[key] == pytest.approx(value, rel=REL, abs=1e-7), key
 
 
-@pytest.fixture(scope="module", params=[("ste", VQVAE_STE), ("rotation, accumulate 2", VQVAE_ROTATION),
-                                        ("vqgan", VQGAN), ("hessian", VQVAE_HESSIAN)], ids=lambda p: p[0])
-def paired(request, tmp_path_factory):
-    """The same run by 1 process and by 2 processes (every rank's codebook gathered)."""
-    _, config = request.param
-    root = tmp_path_factory.mktemp("paired")
-    one = train_here(with_training(config, accumulate=1), root / "one")
-    two = train_two_processes(config, root / "two")
-    return config, one, two, root
+PAIRED = {"ste": VQVAE_STE, "rotation, accumulate 2": VQVAE_ROTATION, "vqgan": VQGAN, "hessian": VQVAE_HESSIAN}
+
+
+@pytest.fixture(scope="module")
+def two_process_runs(tmp_path_factory):
+    """Every run of PAIRED trained by 2 local processes in one launch: name -> (history, result, every rank's
+    codebook), and the runs' folders."""
+    root = tmp_path_factory.mktemp("two")
+    configs = [RunConfig.from_resolved(with_training(config, world_size=2)) for config in PAIRED.values()]
+    directories = [str(root / str(i)) for i in range(len(PAIRED))]
+    outcomes = distributed.launch_local(2, "cpu", _train_all_and_gather, (configs, directories))
+    return dict(zip(PAIRED, outcomes)), dict(zip(PAIRED, map(Path, directories)))
+
+
+@pytest.fixture(scope="module", params=list(PAIRED))
+def paired(request, two_process_runs, tmp_path_factory):
+    """The same run by 1 process (batch B in one piece) and by 2 processes."""
+    config = PAIRED[request.param]
+    one = train_here(with_training(config, accumulate=1), tmp_path_factory.mktemp("one"))
+    outcomes, directories = two_process_runs
+    return config, one, outcomes[request.param], directories[request.param]
 
 
 def test_two_processes_match_one(paired):
@@ -135,8 +145,7 @@ def test_codebooks_are_identical_across_ranks(paired):
 
 
 def test_rank_zero_alone_writes_and_its_checkpoint_holds_the_run(paired):
-    _, _, (history2, _, codebooks), root = paired
-    directory = root / "two"
+    _, _, (history2, _, codebooks), directory = paired
     assert len(read_history(directory)) == len(history2)
     state = torch.load(directory / store.CHECKPOINT, weights_only=True)
     assert torch.equal(state["model"]["quantizer.embedding"], codebooks[0])
