@@ -92,8 +92,10 @@ def init_from_slurm(device_type: str) -> Place:
     environment submitit provides; a job of one task stays a single process."""
     import submitit
 
+    if int(os.environ.get("SLURM_NTASKS", "1")) <= 1 or initialized():
+        return place()
     environment = submitit.helpers.TorchDistributedEnvironment()
-    if environment.world_size > 1 and not initialized():
+    if environment.world_size > 1:
         environment.export(set_cuda_visible_devices=False, overwrite=True)
         init_process_group(backend_for(device_type), "env://", environment.rank, environment.world_size)
         logger.info("rank %d of %d (local rank %d), master %s:%d", environment.rank, environment.world_size,

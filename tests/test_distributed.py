@@ -25,7 +25,6 @@ import torch.distributed as dist
 from harness import distributed, store
 from harness import slurm as hs
 from harness.config import ConfigError, RunConfig
-from harness.runner import execute_run
 from harness.status import RunStatus
 from harness.suite import load_suite
 from harness.train import Trainer
@@ -107,17 +106,28 @@ def assert_same_metrics(got: dict, expected: dict) -> None:
 
 
 PAIRED = {"ste": VQVAE_STE, "rotation, accumulate 2": VQVAE_ROTATION, "vqgan": VQGAN, "hessian": VQVAE_HESSIAN}
+#: the run that test_kill_9... kills and resumes through run-suite; uninterrupted in the shared launch
+KILLED = with_training(VQVAE_STE, steps=40, checkpoint_every=4, eval_every=20, world_size=2)
+
+
+def write_killed_suite(directory: Path) -> Path:
+    """KILLED as a suite file (a suite applies the preset's training settings too, e.g. its lr)."""
+    base = copy.deepcopy(KILLED)
+    base.pop("seed")
+    return write_yaml(directory / "killed.yaml", {"name": "killed", "seeds": [0], "base": base})
 
 
 @pytest.fixture(scope="module")
 def two_process_runs(tmp_path_factory):
-    """Every run of PAIRED trained by 2 local processes in one launch: name -> (history, result, every rank's
-    codebook), and the runs' folders."""
+    """Every run of PAIRED, and KILLED, trained by 2 local processes in one launch: name -> (history, result, every
+    rank's codebook), and the runs' folders."""
     root = tmp_path_factory.mktemp("two")
     configs = [RunConfig.from_resolved(with_training(config, world_size=2)) for config in PAIRED.values()]
-    directories = [str(root / str(i)) for i in range(len(PAIRED))]
+    configs.append(load_suite(write_killed_suite(root)).runs[0].config)
+    names = [*PAIRED, "killed"]
+    directories = [str(root / str(i)) for i in range(len(names))]
     outcomes = distributed.launch_local(2, "cpu", _train_all_and_gather, (configs, directories))
-    return dict(zip(PAIRED, outcomes)), dict(zip(PAIRED, map(Path, directories)))
+    return dict(zip(names, outcomes)), dict(zip(names, map(Path, directories)))
 
 
 @pytest.fixture(scope="module", params=list(PAIRED))
@@ -169,15 +179,13 @@ def test_rank_slices_cover_the_batch_in_order():
 
 # -- kill -9 and resume ---------------------------------------------------------------------------------------
 
-def test_kill_9_and_resume_ends_with_the_metrics_of_an_uninterrupted_run(tmp_path):
+def test_kill_9_and_resume_ends_with_the_metrics_of_an_uninterrupted_run(tmp_path, two_process_runs):
     from test_executors import _run_suite_process, _wait_for_group_to_end
 
-    config = with_training(VQVAE_STE, steps=40, checkpoint_every=4, eval_every=20, world_size=2)
-    config.pop("seed")
-    suite = write_yaml(tmp_path / "killed.yaml", {"name": "killed", "seeds": [0], "base": config})
+    suite = write_killed_suite(tmp_path)
     out = tmp_path / "out"
     args = [str(suite), "--out", str(out), "--no-progress", "-q"]
-    process = _run_suite_process(["run-suite", *args], tmp_path / "killed.log")
+    process = _run_suite_process(args, tmp_path / "killed.log")
     deadline = time.monotonic() + 240
     while not list((out / "killed" / "runs").glob(f"*/{store.CHECKPOINT}")):
         assert process.poll() is None, (tmp_path / "killed.log").read_text()
@@ -190,14 +198,13 @@ def test_kill_9_and_resume_ends_with_the_metrics_of_an_uninterrupted_run(tmp_pat
     assert record["status"] == RunStatus.RUNNING  # died holding the run, part-way
     assert torch.load(next((out / "killed" / "runs").glob(f"*/{store.CHECKPOINT}")),
                       weights_only=True)["step"] < 40
-    resumed = _run_suite_process(["run-suite", *args], tmp_path / "resumed.log")
+    resumed = _run_suite_process(args, tmp_path / "resumed.log")
     assert resumed.wait(600) == 0, (tmp_path / "resumed.log").read_text()
     (record,) = records_by_id(out, "killed").values()
     assert record["status"] == RunStatus.FINISHED and record["resumed"] and record["attempts"] == 2
-    uninterrupted = load_suite(write_yaml(tmp_path / "whole.yaml", {"name": "whole", "seeds": [0], "base": config}))
-    whole = execute_run(uninterrupted.runs[0], tmp_path / "whole", progress=False)
-    assert whole["status"] == RunStatus.FINISHED, whole.get("traceback")
-    assert_same_metrics(record["metrics"], whole["metrics"])
+    uninterrupted = two_process_runs[0]["killed"][1]
+    assert uninterrupted.status == RunStatus.FINISHED
+    assert_same_metrics(record["metrics"], uninterrupted.metrics)
 
 
 # -- settings ------------------------------------------------------------------------------------------------
