@@ -70,7 +70,8 @@ class QuantizerOutput:
     def statistics(self) -> dict[str, torch.Tensor]:
         """Per-batch statistics as 0-dim tensors on the batch's device (the trainer reads them only at its log
         steps, so a GPU step never waits for them): usage (fraction of codes used), perplexity, quantization
-        error (per-element MSE)."""
+        error (per-element MSE). Under data parallelism they are those of the global batch: the code counts
+        and squared errors of every rank are summed first."""
         from . import collectives  # data parallelism: the statistics of the global batch
 
         counts = code_counts(self.indices.reshape(-1), self.num_codes)
