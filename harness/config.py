@@ -118,11 +118,32 @@ class TrainingConfig:
     usage_window: int = setting(50, at_least=1, doc="training metrics average the last this-many logged steps")
     progress_bar: bool = setting(True, doc="show a tqdm progress bar")
     compile: bool = setting(False, doc="torch.compile the model's networks (README \"Training on GPUs\")")
+    world_size: int = setting(1, at_least=1, doc="processes of the run on one machine, one per GPU or CPU "
+                                                 "processes (README \"Several GPUs and nodes\")")
+    accumulate: int = setting(1, at_least=1, doc="micro-batches per step of each process's slice of the batch "
+                                                 "(gradient accumulation)")
 
     def cross_check(self) -> list[Problem]:
         if self.steps is None and self.epochs is None:
             return [Problem("", "set training.steps (or training.epochs)")]
-        return []
+        return self.parallel_problems()
+
+    def parallel_problems(self, processes: int | None = None) -> list[Problem]:
+        """Data parallelism over `processes` (training.world_size, or a SLURM job's tasks) and accumulation
+        need equal slices of the batch, so that the step's gradient is that of the whole batch's mean loss."""
+        processes = processes or self.world_size
+        parts = processes * self.accumulate
+        problems = []
+        if self.batch_size % parts:
+            lower, upper = self.batch_size // parts * parts, (self.batch_size // parts + 1) * parts
+            closest = ", ".join(str(b) for b in (lower, upper) if b > 0)
+            problems.append(Problem("batch_size", f"{self.batch_size} does not split into {processes} process(es) "
+                                                  f"× accumulate {self.accumulate} = {parts} equal slices; "
+                                                  f"use a multiple of {parts} (closest: {closest})"))
+        if processes > 1 and re.match(r"^cuda:\d+$", self.device):
+            problems.append(Problem("device", f"{self.device!r} names one GPU but the run has {processes} "
+                                              "processes, one per GPU; use 'cuda' or 'auto'"))
+        return problems
 
 
 @dataclass(frozen=True)
@@ -216,8 +237,12 @@ class SlurmConfig:
     account: str | None = _text("account to charge (sbatch --account)")
     qos: str | None = _text("quality of service (sbatch --qos)")
     constraint: str | None = _text("node features (sbatch --constraint)")
-    gpus_per_node: int | None = setting(None, at_least=0, doc="GPUs per job (sbatch --gpus-per-node)")
-    cpus_per_task: int | None = setting(None, at_least=1, doc="CPUs per job; also the torch thread count of the run")
+    gpus_per_node: int | None = setting(None, at_least=0, doc="GPUs per node of a job (sbatch --gpus-per-node); "
+                                                              "one process (task) per GPU")
+    nodes: int = setting(1, at_least=1, doc="nodes per job; a run on several trains data-parallel")
+    tasks_per_node: int | None = setting(None, at_least=1, doc="processes per node of a job (sbatch "
+                                                               "--ntasks-per-node); null: gpus_per_node, or 1")
+    cpus_per_task: int | None = setting(None, at_least=1, doc="CPUs per task; also its torch thread count")
     mem_gb: float | None = setting(None, above=0, doc="memory per job in GB (sbatch --mem)")
     time: str | None = setting(None, check=_time_check,
                                doc='time limit per job as a quoted string: "HH:MM:SS", "D-HH:MM:SS", "MM:SS", "D-HH"')
@@ -241,6 +266,13 @@ class SlurmConfig:
         if self.time is not None and self.timeout_min is not None:
             return [Problem("time", "set either time or timeout_min, not both")]
         return []
+
+    def tasks(self) -> int:
+        """Processes of one job: nodes × tasks_per_node (by default one per GPU, else one per node)."""
+        return self.nodes * self.tasks_per_node_or_default()
+
+    def tasks_per_node_or_default(self) -> int:
+        return self.tasks_per_node or self.gpus_per_node or 1
 
     def time_limit_min(self) -> int:
         """The time limit per job in minutes: `time`, else `timeout_min`, else DEFAULT_TIMEOUT_MIN."""
@@ -448,6 +480,9 @@ def _no_data_problems(problems: Problems, family: str, resolved: Mapping, traini
         problems.add("training.steps", f"{owns}, so its length is set in steps, not epochs: set training.steps")
     if metrics is not None and metrics.fidelity:
         problems.add("metrics.fidelity", f"{owns}: there are no images to reconstruct; set it to false")
+    for key in ("world_size", "accumulate"):
+        if training is not None and getattr(training, key) > 1:
+            problems.add(f"training.{key}", f"{owns}: there is no batch to split; set it to 1")
 
 
 # -- the run ----------------------------------------------------------------------------------------------

@@ -5,6 +5,10 @@ A failing run writes status `error` with its traceback (or `diverged` with the s
 the other runs of a suite go on. What a rerun does with each status is RunStatus's (harness/status.py):
 results (`finished`, `diverged`) are kept unless --force; every other run resumes from its checkpoint if it
 has one; --force deletes the checkpoint and starts from scratch.
+
+In a data-parallel SLURM job (several tasks, README "Several GPUs and nodes") every task calls `execute_run`:
+rank 0 decides and writes the record as above and tells the other ranks whether to train; they train with
+it and write nothing.
 """
 from __future__ import annotations
 
@@ -19,7 +23,7 @@ from pathlib import Path
 
 import estimators
 
-from . import store
+from . import distributed, store
 from .status import RunStatus
 from .suite import RunSpec
 from .train import train_run
@@ -93,14 +97,21 @@ def execute_run(spec: RunSpec, out: str | Path, force: bool = False, progress: b
     """Run `spec` unless its record holds a result (`finished`, `diverged`: returned as it is) or another
     process holds the run (None); return its new record. Anything else resumes from the run's checkpoint
     if there is one; `force` reruns results too, from scratch. `extra` is merged into the record (e.g. the
-    SLURM job id); `should_stop` is passed to train_run (preemption)."""
+    SLURM job id); `should_stop` is passed to train_run (preemption). A rank other than 0 of a process group
+    trains when rank 0 does and returns None."""
     directory = store.run_dir(out, spec.suite, spec.run_id)
+    if not distributed.place().main:
+        if distributed.share():
+            train_run(spec.config, directory, progress=False, should_stop=should_stop)
+        return None
     with store.RunLock(directory) as lock:
         if not lock.acquired:
+            distributed.share(False)
             return None
         previous, damaged = _previous_record(directory)
         previous = previous or {}
         if not force and previous and RunStatus(previous["status"]).is_result:
+            distributed.share(False)
             return previous
         if force:
             (directory / store.CHECKPOINT).unlink(missing_ok=True)
@@ -114,6 +125,7 @@ def execute_run(spec: RunSpec, out: str | Path, force: bool = False, progress: b
         if damaged:
             record["damaged_record"] = store.DAMAGED_RECORD
         store.write_json(directory / store.RECORD, record)
+        distributed.share(True)
         label = " ".join(f"{k}={v}" for k, v in spec.label.items())
         try:
             result = train_run(spec.config, directory, progress=progress, label=label, should_stop=should_stop)

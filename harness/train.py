@@ -4,6 +4,10 @@ A run is deterministic on the CPU given its config: batches are a function of (s
 checkpoint (harness/checkpoint.py) holds the model, optimisers, schedulers, every RNG state and the history,
 so a run resumed from its checkpoint ends with the same metrics as an uninterrupted one. The learning-rate
 schedule is the paper's: linear warmup, then cosine decay or constant (paper Table 8).
+
+A run with `training.world_size` > 1 (or in a SLURM job of several tasks) trains data-parallel (README
+"Several GPUs and nodes"; harness/distributed.py): each rank takes its slice of the step's batch, and rank 0
+alone writes the history and the checkpoints.
 """
 from __future__ import annotations
 
@@ -19,13 +23,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Sampler
+from torch.utils.data import BatchSampler, DataLoader, Sampler, SequentialSampler
 
 import models
 from models.base import StepContext
+from models.collectives import mean_logs_over_ranks
 
 from . import data as data_module
-from . import store
+from . import distributed, store
 from .checkpoint import load_checkpoint, restore_rng_state, rng_state, save_checkpoint
 from .config import RunConfig
 from .diagnostics import gradient_diagnostics, supports_diagnostics
@@ -72,16 +77,21 @@ def resolve_device(name: str) -> torch.device:
 class StepBatchSampler(Sampler):
     """Indices of the batch at each step, a function of (seed, step) alone, so any step can resume exactly.
 
-    Each batch is drawn uniformly without replacement; an epoch is len(dataset) / batch_size steps.
+    Each batch is drawn uniformly without replacement; an epoch is len(dataset) / batch_size steps. Under data
+    parallelism rank `rank` of `world` takes its slice of each batch (distributed.rank_slice), so the data of a
+    run do not depend on how many processes run it.
     """
 
-    def __init__(self, size: int, batch_size: int, seed: int, start: int, stop: int):
+    def __init__(self, size: int, batch_size: int, seed: int, start: int, stop: int, rank: int = 0,
+                 world: int = 1):
         self.size, self.batch_size, self.seed, self.start, self.stop = size, batch_size, seed, start, stop
+        self.rank, self.world = rank, world
 
     def __iter__(self):
         for step in range(self.start, self.stop):
             rng = np.random.default_rng([self.seed, step])
-            yield rng.choice(self.size, size=min(self.batch_size, self.size), replace=False).tolist()
+            batch = rng.choice(self.size, size=min(self.batch_size, self.size), replace=False).tolist()
+            yield batch if self.world == 1 else batch[distributed.rank_slice(len(batch), self.rank, self.world)]
 
     def __len__(self):
         return self.stop - self.start
@@ -210,6 +220,7 @@ class Trainer:
         self.saved_step: int | None = None
         self.saved_at = self.clock()
         self.elapsed_before = 0.0
+        self.place = distributed.place()
 
     def run(self) -> RunResult:
         self.build()
@@ -224,7 +235,7 @@ class Trainer:
     def build(self) -> None:
         """Device, datasets, model, optimisers and schedulers. The device comes first: a CUDA device this
         machine lacks fails before any data is read."""
-        self.device = resolve_device(self.training.device)
+        self.device = distributed.rank_device(resolve_device(self.training.device), self.place.local_rank)
         seed_everything(self.seed)
         self.build_data()
         self.build_model()
@@ -266,16 +277,24 @@ class Trainer:
             return itertools.repeat(None, self.steps - self.start)
         return DataLoader(self.train_set, collate_fn=self.collate, num_workers=self.training.num_workers,
                           batch_sampler=StepBatchSampler(len(self.train_set), self.training.batch_size,
-                                                         self.seed, self.start, self.steps),
+                                                         self.seed, self.start, self.steps, self.place.rank,
+                                                         self.place.world),
                           generator=self.loader_generator())
 
     def validation_batches(self):
-        """The validation batches of one evaluation (at most `training.eval_batches`)."""
+        """The validation batches of one evaluation (at most `training.eval_batches`); under data parallelism
+        this rank's slices of them (the model's `evaluate` gathers the metrics of the whole batches)."""
         if self.val_set is None:
             return iter(())
-        loader = DataLoader(self.val_set, batch_size=self.training.batch_size, shuffle=False,
-                            collate_fn=self.collate, num_workers=self.training.num_workers,
-                            generator=self.loader_generator())
+        if self.place.world > 1:
+            batches = distributed.RankSlices(BatchSampler(SequentialSampler(self.val_set), self.training.batch_size,
+                                                          drop_last=False), self.place.rank, self.place.world)
+            loader = DataLoader(self.val_set, batch_sampler=batches, collate_fn=self.collate,
+                                num_workers=self.training.num_workers, generator=self.loader_generator())
+        else:
+            loader = DataLoader(self.val_set, batch_size=self.training.batch_size, shuffle=False,
+                                collate_fn=self.collate, num_workers=self.training.num_workers,
+                                generator=self.loader_generator())
         limit = self.training.eval_batches
         return (b for i, b in enumerate(loader) if limit is None or i < limit)
 
@@ -327,7 +346,7 @@ class Trainer:
                 if checkpointing:
                     self.checkpoint(step + 1)
                 bar.update(1)
-                if self.should_stop():
+                if self.stop_requested():
                     return self.diverged() if self.watch.read()[0] is not None else self.preempt(step + 1)
         finally:
             bar.close()
@@ -339,12 +358,24 @@ class Trainer:
         """One optimisation step of the model and the schedulers; the model's logs (0-dim tensors on the
         device, or numbers: `train` reads them at log steps only)."""
         self.model.set_progress(step / self.steps)
+        if self.place.world > 1:
+            self.seed_rank_step(step)
         context = StepContext(step=step, total_steps=self.steps, grad_clip=self.training.grad_clip,
-                              autocast=self.autocast)
+                              autocast=self.autocast, accumulate=self.training.accumulate)
         logs = self.model.training_step(batch, context, self.optimizers)
         for scheduler in self.schedulers.values():
             scheduler.step()
-        return logs
+        return mean_logs_over_ranks(logs)
+
+    def seed_rank_step(self, step: int) -> None:
+        """Under data parallelism, the random numbers of a step (Gumbel noise, dropout) are a function of
+        (seed, step, rank): independent across the ranks' slices, and the same after a resume whichever
+        rank's generator state the checkpoint holds."""
+        torch.manual_seed(int(np.random.SeedSequence([self.seed, step, self.place.rank]).generate_state(1)[0]))
+
+    def stop_requested(self) -> bool:
+        """`should_stop`, agreed by every rank (any rank's request stops all at the same step boundary)."""
+        return distributed.any_rank(bool(self.should_stop()))
 
     def diverged(self) -> RunResult:
         """The run ends as `diverged` at the first step whose logs were not finite (see `FiniteWatch`)."""
@@ -378,7 +409,10 @@ class Trainer:
         return result
 
     def diagnostics(self, step: int) -> dict:
-        """Gradient diagnostics on the fixed validation batch (README "Metrics"), logged in the history."""
+        """Gradient diagnostics on the fixed validation batch (README "Metrics"), logged in the history. They
+        would be the same on every rank: rank 0 alone computes them."""
+        if not self.place.main:
+            return {}
         result = gradient_diagnostics(self.model, self.fixed_batch)
         self.history.append(_history_row("diagnostics", step, result))
         self.run_log.row(self.history[-1])
@@ -390,7 +424,11 @@ class Trainer:
         return minutes is not None and self.clock() - self.saved_at >= 60.0 * minutes
 
     def checkpoint(self, step: int) -> None:
-        """Save everything `resume` restores, as of `step` steps done, and the history so far."""
+        """Save everything `resume` restores, as of `step` steps done, and the history so far (rank 0 writes;
+        every rank resumes from its file)."""
+        if not self.place.main:
+            self.saved_step, self.saved_at = step, self.clock()
+            return
         save_checkpoint(self.checkpoint_path, {
             "model": self.model.state_dict(), "step": step, "history": self.history,
             "random_state": rng_state(),
@@ -420,7 +458,7 @@ class Trainer:
         if self.metrics_config.fidelity:
             stages.append(lambda: self.fidelity(metrics, notes))
         for stage in stages:
-            if self.should_stop():
+            if self.stop_requested():
                 return self.preempt(self.steps)
             stage()
         for key in ("rec_loss", "usage_batch", "quant_error", "loss"):
@@ -429,6 +467,11 @@ class Trainer:
                 metrics[f"train_{key}"] = value
         metrics["steps"] = self.steps
         metrics["wall_time_s"] = self.elapsed()
+        if self.place.world > 1:
+            notes["data_parallel"] = {"world_size": self.place.world, "accumulate": self.training.accumulate,
+                                      "backend": distributed.backend_for(self.device.type)}
+        if not self.place.main:
+            return RunResult(RunStatus.FINISHED, self.steps, metrics, notes)
         if hasattr(self.model, "artifacts"):  # e.g. point snapshots of the synthetic problems (README "Figures")
             store.write_json(self.directory / store.ARTIFACTS, self.model.artifacts())
         store.write_history(self.directory / store.HISTORY, self.history)
@@ -436,8 +479,12 @@ class Trainer:
         return RunResult(RunStatus.FINISHED, self.steps, metrics, notes)
 
     def fidelity(self, metrics: dict, notes: dict) -> None:
-        """r-FID / r-IS or r-FVD of the validation reconstructions (README "Metrics")."""
+        """r-FID / r-IS or r-FVD of the validation reconstructions (README "Metrics"), by rank 0 (the other
+        ranks' results are not recorded)."""
         from .fidelity import fidelity_for_run
+
+        if not self.place.main:
+            return
 
         values, note = fidelity_for_run(self.model, self.val_set, self.metrics_config, self.training.batch_size,
                                         self.device, self.autocast)
@@ -464,8 +511,20 @@ class Trainer:
 
 def train_run(config: RunConfig, directory: Path, progress: bool = True, label: str = "",
               should_stop=None) -> RunResult:
-    """Train the run described by the validated `config` in `directory` (see `Trainer`)."""
+    """Train the run described by the validated `config` in `directory` (see `Trainer`); with
+    `training.world_size` N > 1, outside a process group, in N new processes on this machine (rank 0's
+    result)."""
+    world = config.training.world_size
+    if world > 1 and not distributed.initialized():
+        device_type = distributed.device_type_of(config.training.device)
+        return distributed.launch_local(world, device_type, _train_rank, (config, str(directory), label),
+                                        should_stop)
     return Trainer(config, directory, progress=progress, label=label, should_stop=should_stop).run()
+
+
+def _train_rank(config: RunConfig, directory: str, label: str, should_stop) -> RunResult:
+    """One rank of a local data-parallel run (distributed.launch_local); no progress bar."""
+    return Trainer(config, directory, progress=False, label=label, should_stop=should_stop).run()
 
 
 def _progress_bar(enabled: bool, total: int, initial: int, label: str):

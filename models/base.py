@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import math
 from contextlib import nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable, ClassVar, ContextManager
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .quantizer import CODEBOOK_LEARNING, LOOKUPS, VectorQuantizer
+from .collectives import all_reduce_sum, average_gradients, deferred_ema_updates, global_mean
+from .quantizer import CODEBOOK_LEARNING, LOOKUPS, QuantizerOutput, VectorQuantizer
 
 
 @dataclass
@@ -28,6 +29,9 @@ class StepContext:
     total_steps: int
     grad_clip: float | None = None
     autocast: Callable[[], ContextManager] = nullcontext
+    #: micro-batches per step (training.accumulate): gradients are summed over them, the EMA codebook is
+    #: updated once per step from all of them
+    accumulate: int = 1
 
 
 @dataclass
@@ -132,13 +136,48 @@ def adamw(parameters, training) -> torch.optim.AdamW:
 
 
 def backward_and_step(loss: torch.Tensor, optimizer: torch.optim.Optimizer, grad_clip: float | None) -> None:
-    """One optimiser step: zero, backward, optional gradient-norm clipping, step."""
+    """One optimiser step: zero, backward, then `optimizer_step`."""
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
+    optimizer_step(optimizer, grad_clip)
+
+
+def optimizer_step(optimizer: torch.optim.Optimizer, grad_clip: float | None) -> None:
+    """Gradients averaged over the ranks under data parallelism (models/collectives.py; nothing to do in a
+    single process), optional gradient-norm clipping of the global gradient, step."""
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    average_gradients(params)
     if grad_clip:
-        params = [p for group in optimizer.param_groups for p in group["params"]]
         torch.nn.utils.clip_grad_norm_(params, grad_clip)
     optimizer.step()
+
+
+def micro_batches(batch: torch.Tensor, accumulate: int):
+    """The step's batch as `accumulate` equal micro-batches (the config makes the batch divisible)."""
+    return batch.chunk(accumulate) if accumulate > 1 else (batch,)
+
+
+def backward(loss: torch.Tensor, accumulate: int) -> None:
+    """Add the gradient of one micro-batch's loss, scaled so the step's gradient is that of the mean loss
+    over its micro-batches."""
+    (loss / accumulate if accumulate > 1 else loss).backward()
+
+
+def merged_statistics(outputs: list[QuantizerOutput]) -> dict[str, torch.Tensor]:
+    """Codebook statistics (usage, perplexity, quantization error) of the step's micro-batches together:
+    those of the whole batch, as one quantizer call would give."""
+    if len(outputs) == 1:
+        return outputs[0].statistics()
+    merged = replace(outputs[0], indices=torch.cat([o.indices for o in outputs]),
+                     e=torch.cat([o.e for o in outputs]), q=torch.cat([o.q for o in outputs]))
+    return merged.statistics()
+
+
+def mean_logs(parts: list[dict]) -> dict:
+    """The mean of each log over the step's micro-batches (equal sizes: the mean over the batch)."""
+    if len(parts) == 1:
+        return parts[0]
+    return {key: sum(part[key] for part in parts) / len(parts) for key in parts[0]}
 
 
 def psnr(x: torch.Tensor, x_hat: torch.Tensor) -> torch.Tensor:
@@ -183,42 +222,61 @@ class VQAutoencoder(ModelFamily):
         return self.decode(out.decoder_input), out
 
     # -- training ---------------------------------------------------------------------------------------
-    def autoencoder_loss(self, x: torch.Tensor):
-        """(loss to backpropagate, logs) of one batch; the estimator decides how the decoder is run."""
+    def autoencoder_terms(self, x: torch.Tensor):
+        """(loss to backpropagate, its loss logs, the quantizer output) of one batch; the estimator decides
+        how the decoder is run."""
         out = self.quantizer(self.encode(x))
         backward_loss, rec = out.reconstruction_loss(lambda z: self.reconstruction_loss(x, self.decode(z)))
-        logs = {"rec_loss": rec.detach(), "aux_loss": out.aux_loss.detach(), **out.statistics()}
-        return backward_loss + out.aux_loss, logs
+        return backward_loss + out.aux_loss, {"rec_loss": rec.detach(), "aux_loss": out.aux_loss.detach()}, out
+
+    def autoencoder_loss(self, x: torch.Tensor):
+        """(loss to backpropagate, logs with the codebook statistics) of one batch."""
+        loss, logs, out = self.autoencoder_terms(x)
+        return loss, {**logs, **out.statistics()}
 
     def configure_optimizers(self, training):
         return {"autoencoder": adamw(self.parameters(), training)}
 
     def training_step(self, batch, ctx, optimizers):
-        with ctx.autocast():
-            loss, logs = self.autoencoder_loss(batch)
-        backward_and_step(loss, optimizers["autoencoder"], ctx.grad_clip)
-        logs["loss"] = loss.detach()
-        return logs
+        """One step over `ctx.accumulate` micro-batches of `batch` (this rank's slice of the step's batch)."""
+        optimizer = optimizers["autoencoder"]
+        optimizer.zero_grad(set_to_none=True)
+        parts, outputs = [], []
+        with deferred_ema_updates(self, ctx.accumulate > 1):
+            for x in micro_batches(batch, ctx.accumulate):
+                with ctx.autocast():
+                    loss, logs, out = self.autoencoder_terms(x)
+                backward(loss, ctx.accumulate)
+                parts.append({**logs, "loss": loss.detach()})
+                outputs.append(out)
+        optimizer_step(optimizer, ctx.grad_clip)
+        logs = mean_logs(parts)
+        loss = logs.pop("loss")
+        return {**logs, **merged_statistics(outputs), "loss": loss}
 
     # -- evaluation -------------------------------------------------------------------------------------
     @torch.no_grad()
     def evaluate(self, batches) -> dict[str, float]:
-        """Validation metrics over an iterable of batches (README "Metrics" gives each definition)."""
+        """Validation metrics over an iterable of batches (README "Metrics" gives each definition). Under data
+        parallelism each rank gets its slice of every batch and the metrics are those of the whole batches:
+        per-sample means weighted by the slices' sizes, codebook statistics over the ranks' codes."""
         totals = {"val_psnr": 0.0, "val_quant_error": 0.0, "val_usage_batch": 0.0}
         counts = torch.zeros(self.quantizer.num_codes)
         n_batches = 0
         for x in batches:
             x_hat, out = self(x)
             stats = out.statistics()
-            for key, value in self.validation_losses(x, x_hat).items():
+            means = global_mean({**self.validation_losses(x, x_hat), "val_psnr": psnr(x.float(), x_hat.float())},
+                                len(x))
+            for key, value in means.items():
                 totals[key] = totals.get(key, 0.0) + value
-            totals["val_psnr"] += float(psnr(x.float(), x_hat.float()))
             totals["val_quant_error"] += float(stats["quant_error"])
             totals["val_usage_batch"] += float(stats["usage_batch"])
             counts += torch.bincount(out.indices.reshape(-1).cpu(), minlength=self.quantizer.num_codes).float()
             n_batches += 1
         if n_batches == 0:
             raise ValueError("evaluate() got no validation batches")
+        (counts,) = all_reduce_sum(counts)
         metrics = {key: value / n_batches for key, value in totals.items()}
         probs = counts / counts.sum()
         nonzero = probs[probs > 0]

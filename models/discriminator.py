@@ -3,7 +3,8 @@ taming-transformers) and the GAN losses.
 
 Layers: conv 4×4 stride 2 + LeakyReLU(0.2); then `n_layers − 1` × [conv 4×4 stride 2, norm, LeakyReLU(0.2)]
 with channels ndf·min(2^n, 8); then conv 4×4 stride 1, norm, LeakyReLU(0.2); then a conv 4×4 stride 1 to one
-logit per patch. Norm: BatchNorm (taming's default; convolutions before it have no bias), GroupNorm, or none.
+logit per patch. Norm: BatchNorm (taming's default; convolutions before it have no bias; over the global batch
+under data parallelism), GroupNorm, or none.
 Initialisation as taming's `weights_init`: conv weights N(0, 0.02), norm weights N(1, 0.02), biases 0.
 """
 from __future__ import annotations
@@ -14,13 +15,15 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .collectives import SyncedBatchNorm2d
+
 NORMS = ("batch", "group", "none")
 GAN_LOSSES = ("hinge", "vanilla")
 
 
 def _norm(kind: str, channels: int) -> nn.Module:
     if kind == "batch":
-        return nn.BatchNorm2d(channels)
+        return SyncedBatchNorm2d(channels)  # BatchNorm2d over the global batch under data parallelism
     if kind == "group":
         return nn.GroupNorm(math.gcd(32, channels), channels)
     return nn.Identity()

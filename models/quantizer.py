@@ -70,8 +70,19 @@ class QuantizerOutput:
     def statistics(self) -> dict[str, torch.Tensor]:
         """Per-batch statistics as 0-dim tensors on the batch's device (the trainer reads them only at its log
         steps, so a GPU step never waits for them): usage (fraction of codes used), perplexity, quantization
-        error (per-element MSE)."""
+        error (per-element MSE). Under data parallelism they are those of the global batch: the code counts
+        and squared errors of every rank are summed first."""
+        from . import collectives  # data parallelism: the statistics of the global batch
+
         counts = code_counts(self.indices.reshape(-1), self.num_codes)
+        if collectives.distributed():
+            squared = (self.q.double() - self.e.detach().double()).square().sum().reshape(1)
+            local = torch.cat([counts.double(), squared, squared.new_tensor([self.q.numel()])])
+            (total,) = collectives.all_reduce_sum(local)
+            counts = total[:-2].to(counts.dtype)
+            quant_error = (total[-2] / total[-1]).float()
+        else:
+            quant_error = F.mse_loss(self.q.float(), self.e.detach().float())
         probs = counts / counts.sum()
         if probs.is_cuda:  # boolean indexing has a data-dependent size: it would wait for the GPU
             entropy = -torch.special.xlogy(probs, probs).sum()
@@ -80,7 +91,7 @@ class QuantizerOutput:
         return {
             "usage_batch": (counts > 0).float().mean(),
             "perplexity": entropy.exp(),
-            "quant_error": F.mse_loss(self.q.float(), self.e.detach().float()),
+            "quant_error": quant_error,
         }
 
 
@@ -202,11 +213,17 @@ class VectorQuantizer(nn.Module):
 
     @torch.no_grad()
     def _ema_update(self, e: torch.Tensor, indices: torch.Tensor) -> None:
-        """EMA codebook update (van den Oord et al. 2017, App. A.1) with Laplace smoothing of the counts."""
+        """EMA codebook update (van den Oord et al. 2017, App. A.1) with Laplace smoothing of the counts, from
+        the counts and sums of every rank and, under gradient accumulation, of every micro-batch of the step."""
+        from . import collectives  # data parallelism and gradient accumulation (README "Several GPUs and nodes")
+
         decay = self.ema_decay
         e = e.to(self.embed_sum.dtype)
+        if collectives.defer_ema_update(self, e, indices):
+            return  # one update per step, from every micro-batch (collectives.deferred_ema_updates)
         counts = code_counts(indices, self.num_codes, e.dtype)
         sums = torch.zeros_like(self.embed_sum).index_add_(0, indices, e)
+        counts, sums = collectives.all_reduce_sum(counts, sums)  # every rank's tokens: one codebook on all
         self.cluster_size.mul_(decay).add_(counts, alpha=1.0 - decay)
         self.embed_sum.mul_(decay).add_(sums, alpha=1.0 - decay)
         total = self.cluster_size.sum()

@@ -33,7 +33,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .base import QuantizerParams, VQAutoencoder, adamw, backward_and_step
+from .base import (QuantizerParams, VQAutoencoder, adamw, backward, mean_logs, merged_statistics, micro_batches,
+                   optimizer_step)
+from .collectives import deferred_ema_updates, mean_over_ranks
 from .discriminator import GAN_LOSSES, NORMS, NLayerDiscriminator, discriminator_loss, generator_loss, output_size
 from .perceptual import LPIPS
 from .registry import register_family
@@ -74,9 +76,11 @@ def frames_as_images(x: torch.Tensor) -> torch.Tensor:
 
 def adaptive_weight(rec_loss: torch.Tensor, adv_loss: torch.Tensor, last_layer: torch.Tensor) -> torch.Tensor:
     """‖∇_last L_rec‖ / (‖∇_last L_adv‖ + 1e-4), clamped to [0, 1e4] and detached (taming's
-    calculate_adaptive_weight, before the disc_weight factor)."""
+    calculate_adaptive_weight, before the disc_weight factor). Under data parallelism both gradients are
+    averaged over the ranks first: those of the global batch's losses, so every rank uses one weight."""
     (rec_grad,) = torch.autograd.grad(rec_loss, last_layer, retain_graph=True)
     (adv_grad,) = torch.autograd.grad(adv_loss, last_layer, retain_graph=True)
+    rec_grad, adv_grad = mean_over_ranks(rec_grad, adv_grad)
     ratio = rec_grad.float().norm() / (adv_grad.float().norm() + ADAPTIVE_WEIGHT_EPS)
     return ratio.clamp(0.0, ADAPTIVE_WEIGHT_MAX).detach()
 
@@ -177,8 +181,8 @@ class AdversarialVQAutoencoder(VQAutoencoder):
     def gan_active(self, step: int) -> bool:
         return self.discriminator is not None and step >= self.params.disc_start
 
-    def generator_loss(self, x: torch.Tensor, gan_on: bool):
-        """(generator loss, reconstruction x̂ of out.decoder_input, logs)."""
+    def generator_terms(self, x: torch.Tensor, gan_on: bool):
+        """(generator loss, reconstruction x̂ of out.decoder_input, its loss logs, the quantizer output)."""
         out = self.quantizer(self.encode(x))
         decoded = {}
 
@@ -200,8 +204,7 @@ class AdversarialVQAutoencoder(VQAutoencoder):
             weight = self.adversarial_weight(rec_backward, g_loss)
             loss = loss + weight * self.params.disc_factor * g_loss
             logs.update(g_loss=g_loss.detach(), disc_weight=weight.detach())
-        logs.update(out.statistics())
-        return loss, x_hat, logs
+        return loss, x_hat, logs, out
 
     def discriminator_step_loss(self, x: torch.Tensor, x_hat: torch.Tensor):
         logits_real = self.discriminator(frames_as_images(x.detach()))
@@ -222,17 +225,38 @@ class AdversarialVQAutoencoder(VQAutoencoder):
         return optimizers
 
     def training_step(self, batch, ctx, optimizers):
+        """The autoencoder step, then the discriminator step, each over `ctx.accumulate` micro-batches of
+        `batch` (this rank's slice of the step's batch); the discriminator sees each micro-batch with its
+        reconstruction."""
         gan_on = self.gan_active(ctx.step)
-        with ctx.autocast():
-            loss, x_hat, logs = self.generator_loss(batch, gan_on)
-        backward_and_step(loss, optimizers["autoencoder"], ctx.grad_clip)
-        logs["loss"] = loss.detach()
-        logs.update(d_loss=0.0, logits_real=0.0, logits_fake=0.0)
+        chunks = micro_batches(batch, ctx.accumulate)
+        optimizer = optimizers["autoencoder"]
+        optimizer.zero_grad(set_to_none=True)
+        parts, outputs, reconstructions = [], [], []
+        with deferred_ema_updates(self, ctx.accumulate > 1):
+            for x in chunks:
+                with ctx.autocast():
+                    loss, x_hat, logs, out = self.generator_terms(x, gan_on)
+                backward(loss, ctx.accumulate)
+                parts.append({**logs, "loss": loss.detach()})
+                outputs.append(out)
+                reconstructions.append(x_hat.detach())
+        optimizer_step(optimizer, ctx.grad_clip)
+        logs = mean_logs(parts)
+        loss = logs.pop("loss")
+        logs = {**logs, **merged_statistics(outputs), "loss": loss, "d_loss": 0.0, "logits_real": 0.0,
+                "logits_fake": 0.0}
         if gan_on:
-            with ctx.autocast():
-                d_loss, d_logs = self.discriminator_step_loss(batch, x_hat)
-            backward_and_step(d_loss, optimizers["discriminator"], ctx.grad_clip)
-            logs.update(d_logs)
+            optimizer = optimizers["discriminator"]
+            optimizer.zero_grad(set_to_none=True)
+            d_parts = []
+            for x, x_hat in zip(chunks, reconstructions):
+                with ctx.autocast():
+                    d_loss, d_logs = self.discriminator_step_loss(x, x_hat)
+                backward(d_loss, ctx.accumulate)
+                d_parts.append(d_logs)
+            optimizer_step(optimizer, ctx.grad_clip)
+            logs.update(mean_logs(d_parts))
         return logs
 
 # ------------------------------------------------------------------------------------------------------

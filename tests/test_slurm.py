@@ -207,7 +207,8 @@ def test_submitted_script_has_every_option_and_counts_only_unfinished_runs(tmp_p
                      "#SBATCH --gpus-per-node=2", "#SBATCH --cpus-per-task=8", "#SBATCH --mem=64GB",
                      "#SBATCH --time=1564", "#SBATCH --constraint=a100", "#SBATCH --mail-type=END",
                      "#SBATCH --exclusive", "#SBATCH --array=0-2%2", "#SBATCH --job-name=slurm_unit",
-                     "#SBATCH --signal=USR2@90", "#SBATCH --nodes=1", "#SBATCH --ntasks-per-node=1"]:
+                     "#SBATCH --signal=USR2@90", "#SBATCH --nodes=1",
+                     "#SBATCH --ntasks-per-node=2"]:  # one task per GPU (README "Several GPUs and nodes")
         assert expected in lines, (expected, lines)
     setup_at = text.index("# setup")
     assert text.index("module load cuda/12.1") > setup_at

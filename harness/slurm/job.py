@@ -8,7 +8,7 @@ import threading
 
 import submitit
 
-from .. import store
+from .. import distributed, store
 from ..config import SlurmConfig
 from ..status import RunStatus
 from ..suite import RunSpec
@@ -47,7 +47,9 @@ def _log_to_job_stdout() -> None:
 
 
 class SlurmRun(submitit.helpers.Checkpointable):
-    """``SlurmRun(force, max_requeues)(spec, out)`` runs `runner.execute_run` inside a SLURM job.
+    """``SlurmRun(force, max_requeues)(spec, out)`` runs `runner.execute_run` inside a SLURM job, in each of its
+    tasks: a job of several tasks trains the run data-parallel, one rank per task (harness/distributed.py);
+    submitit calls `checkpoint` in rank 0 alone, whose stop every rank agrees on.
 
     The run trains in a worker thread; the main thread only waits on it (short joins, so submitit's USR2
     handler runs promptly). On preemption or time-out that handler calls `checkpoint`: the run stops at its
@@ -91,13 +93,16 @@ class SlurmRun(submitit.helpers.Checkpointable):
         import_plugins()  # the user's estimators and families, as in run-suite and its pool workers
         self._reset_runtime()
         _log_to_job_stdout()
+        place = distributed.init_from_slurm(distributed.device_type_of(spec.config.training.device))
         previous = store.read_record(store.run_dir(out, spec.suite, spec.run_id)) or {}
         job_id = job_id_from_env()
         self.requeues = self._requeues_so_far(previous, job_id)
         threads = job_threads()
         extra = {"slurm_job_id": job_id, "requeues": self.requeues, "torch_threads": threads}
-        log.info("run %s (%s) job %s, %d torch threads, requeues so far %d", spec.run_id, spec.label, job_id,
-                 threads, self.requeues)
+        log.info("run %s (%s) job %s, %d torch threads, requeues so far %d, rank %d of %d", spec.run_id,
+                 spec.label, job_id, threads, self.requeues, place.rank, place.world)
+        if place.world > 1:
+            extra["world_size"] = place.world
 
         def work():
             try:
@@ -114,9 +119,12 @@ class SlurmRun(submitit.helpers.Checkpointable):
         self._thread.start()
         while self._thread.is_alive():
             self._thread.join(0.5)
+        distributed.close()
         if "error" in self._box:
             raise self._box["error"]
         record = self._box.get("record")
+        if not place.main:
+            return {"run_id": spec.run_id, "status": f"rank {place.rank} of {place.world}", "slurm_job_id": job_id}
         status = record["status"] if record else "skipped (locked by another process)"
         log.info("run %s: %s", spec.run_id, status)
         return {"run_id": spec.run_id, "status": status, "slurm_job_id": job_id}

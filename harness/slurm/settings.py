@@ -31,11 +31,34 @@ class SlurmSettings:
         return float(max(5, self.parameters.get("slurm_signal_delay_s", DEFAULT_SIGNAL_DELAY_S) - 20))
 
 
+def data_parallel_problems(suite: Suite) -> list[str]:
+    """Why the suite's runs cannot train on its jobs' tasks (README "Several GPUs and nodes"): a job of several
+    tasks runs one data-parallel process per task, so a run may not start its own (training.world_size)
+    and its batch must split into the tasks × training.accumulate equal slices."""
+    tasks = suite.slurm.tasks()
+    problems = []
+    for spec in suite.runs:
+        training = spec.config.training
+        where = f"{suite.path}: run {spec.run_id} ({', '.join(f'{k}={v}' for k, v in spec.label.items())})"
+        if tasks > 1 and training.world_size > 1:
+            problems.append(f"{where}: training.world_size is {training.world_size} but each job has {tasks} "
+                            "tasks (slurm.nodes × slurm.tasks_per_node, by default one per GPU), each one "
+                            "process of the run; set training.world_size to 1")
+        elif tasks > 1:
+            problems += [f"{where}: training.{p.key}: {p.message}" for p in training.parallel_problems(tasks)]
+    return problems
+
+
 def slurm_settings(suite: Suite) -> SlurmSettings:
-    """The suite's SLURM settings (its `SlurmConfig`, validated when the suite was loaded)."""
+    """The suite's SLURM settings (its `SlurmConfig`, validated when the suite was loaded); SlurmError when the
+    runs cannot train on the jobs' tasks (`data_parallel_problems`)."""
     cfg: SlurmConfig = suite.slurm
+    problems = data_parallel_problems(suite)
+    if problems:
+        raise SlurmError("cannot submit:\n  " + "\n  ".join(problems))
     generic = {  # submitit's cluster-independent names
-        "name": cfg.job_name or suite.name, "timeout_min": cfg.time_limit_min(), "nodes": 1, "tasks_per_node": 1,
+        "name": cfg.job_name or suite.name, "timeout_min": cfg.time_limit_min(), "nodes": cfg.nodes,
+        "tasks_per_node": cfg.tasks_per_node_or_default(),
         "gpus_per_node": cfg.gpus_per_node, "cpus_per_task": cfg.cpus_per_task, "mem_gb": cfg.mem_gb,
     }
     native = {  # SLURM-only options, prefixed slurm_
