@@ -19,9 +19,30 @@ from __future__ import annotations
 
 import torch
 
-from .base import (EPS, CodebookTransportEstimator, Quantized, at_least_float32, decoded_once,
+from .base import (EPS, CodebookTransportEstimator, Estimator, Quantized, at_least_float32, decoded_once,
                    float32_arithmetic)
 from .registry import register
+
+
+def check_sigma(name: str, sigma: float) -> float:
+    if not sigma >= 0:
+        raise ValueError(f"{name}: sigma (the noise scale) must be non-negative, got {sigma}")
+    return float(sigma)
+
+
+def diveq_transport(e: torch.Tensor, q: torch.Tensor, sigma: float) -> torch.Tensor:
+    """e + ‖q − e‖·sg(d), d = (q − e + ε)/‖q − e + ε‖, ε ~ N(0, σ²I) per token; value q when σ = 0."""
+    with float32_arithmetic(e.device.type):
+        e32 = at_least_float32(e)
+        q32 = q.to(e32.dtype)
+        difference = q32 - e32
+        direction = difference + sigma * torch.randn_like(e32) if sigma > 0 else difference
+        direction = direction / torch.linalg.vector_norm(direction, dim=-1, keepdim=True).clamp_min(EPS)
+        distance = torch.linalg.vector_norm(difference, dim=-1, keepdim=True)
+        decoder_input = e32 + distance * direction.detach()
+        if sigma == 0:  # the value is q: snap away the rounding of e + ‖q − e‖·d
+            decoder_input = decoder_input + (q32 - decoder_input).detach()
+    return decoder_input.to(e.dtype)
 
 
 @register("diveq")
@@ -32,36 +53,30 @@ class DiVeQ(CodebookTransportEstimator):
     codebook_learning = "decoder"
 
     def __init__(self, sigma: float = 1e-3):
-        if not sigma >= 0:
-            raise ValueError(f"{self.name}: sigma (the noise scale) must be non-negative, got {sigma}")
-        self.sigma = float(sigma)
+        self.sigma = check_sigma(self.name, sigma)
 
     def transport(self, e, q, training):
-        noisy = training and self.sigma > 0
-        with float32_arithmetic(e.device.type):
-            e32 = at_least_float32(e)
-            q32 = q.to(e32.dtype)
-            difference = q32 - e32
-            direction = difference + self.sigma * torch.randn_like(e32) if noisy else difference
-            direction = direction / torch.linalg.vector_norm(direction, dim=-1, keepdim=True).clamp_min(EPS)
-            distance = torch.linalg.vector_norm(difference, dim=-1, keepdim=True)
-            decoder_input = e32 + distance * direction.detach()
-            if not noisy:  # the value is q: snap away the rounding of e + ‖q − e‖·d
-                decoder_input = decoder_input + (q32 - decoder_input).detach()
-        return decoder_input.to(e.dtype)
+        return diveq_transport(e, q, self.sigma if training else 0.0)
 
 
 @register("sf_diveq")
-class SpaceFillingDiVeQ(DiVeQ):
+class SpaceFillingDiVeQ(Estimator):
     """SF-DiVeQ: DiVeQ towards the nearest point between consecutive codewords, weights λ ~ U(0, 1) per step."""
 
+    kind = "codebook_transport"
+    paper_section = "after the paper: Vali, Bäckström & Solin, ICLR 2026"
     chooses_codes = True  # the point it quantizes to is not the nearest codeword
+    codebook_gradient = True
+    codebook_learning = "decoder"
+
+    def __init__(self, sigma: float = 1e-3):
+        self.sigma = check_sigma(self.name, sigma)
 
     def quantize(self, e, codes, decode):
         codebook = codes.codebook
         if not codes.training or codebook.shape[0] < 2:
             indices = codes.nearest(e.detach())
-            decoder_input = decode(self.transport(e, codebook[indices], False))
+            decoder_input = decode(diveq_transport(e, codebook[indices], 0.0))
             return Quantized(decoder_input, indices, decoded_once(decoder_input))
         if codes.search is None:
             raise ValueError(f"estimator {self.name!r} searches interpolated codes, but the quantizer offers no "
@@ -69,6 +84,6 @@ class SpaceFillingDiVeQ(DiVeQ):
         weights = torch.rand(codebook.shape[0] - 1, 1, device=codebook.device, dtype=codebook.dtype)
         points = (1.0 - weights) * codebook[:-1] + weights * codebook[1:]
         segments = codes.search(e.detach(), points.detach())
-        decoder_input = decode(self.transport(e, points[segments], True))
+        decoder_input = decode(diveq_transport(e, points[segments], self.sigma))
         indices = segments + (weights[segments, 0] >= 0.5).long()
         return Quantized(decoder_input, indices, decoded_once(decoder_input))

@@ -149,6 +149,9 @@ class VectorQuantizer(nn.Module):
         self.chunk_size = chunk_size
         self.progress = 0.0  # training progress in [0, 1], set by the trainer (sampling schedules)
         self.codebook_learning = self.estimator.codebook_learning or codebook_learning
+        if self.estimator.codebook_gradient and self.codebook_learning == "ema":
+            raise ValueError(f"estimator {self.estimator.name!r} sends the decoder's gradient to the codebook, which "
+                             f"the EMA update would overwrite; set codebook_learning: loss")
         if reparameterization not in REPARAMETERIZATIONS:
             raise ValueError(f"unknown reparameterization {reparameterization!r}; valid: "
                              f"{', '.join(REPARAMETERIZATIONS)}")

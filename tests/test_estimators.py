@@ -31,16 +31,21 @@ def build(config):
 # --------------------------------------------------------------------------------------------------
 
 EXPECTED_NAMES = [
+    "diveq",
     "exact",
     "gumbel",
     "hessian",
+    "ibq",
+    "nsvq",
     "reflection",
     "rotation",
     "rotation_gamma",
     "rotation_radial_removed",
     "rotation_through_r",
     "rotation_unscaled",
+    "sf_diveq",
     "ste",
+    "sync",
 ]
 
 
@@ -62,7 +67,7 @@ def test_each_kind_says_whether_it_chooses_codes_and_gives_its_loss_at_a_code():
     """What the quantizer, the gradient diagnostics and the synthetic problems ask instead of the kind."""
     for name in estimators.names():
         est = estimators.get(name)
-        assert est.chooses_codes == (est.kind == "sampling"), name
+        assert est.chooses_codes == (est.kind == "sampling" or name in {"ibq", "sf_diveq"}), name
         assert isinstance(est, estimators.NearestCodeEstimator) != est.chooses_codes, name
     q = torch.randn(6, 3)
     e = (q + 0.1 * torch.randn(6, 3)).requires_grad_()
@@ -75,7 +80,7 @@ def test_each_kind_says_whether_it_chooses_codes_and_gives_its_loss_at_a_code():
     assert float(reported) == pytest.approx(float((q * q).sum()), rel=1e-6)
     (grad,) = torch.autograd.grad(loss, e)
     torch.testing.assert_close(grad, 2 * e.detach(), rtol=1e-4, atol=1e-5)  # the autoencoder gradient
-    with pytest.raises(TypeError, match="'gumbel' chooses its codes from logits.*transport or decoder_aware"):
+    with pytest.raises(TypeError, match="'gumbel' chooses its codes itself.*transport, codebook_transport or decoder_aware"):
         estimators.get("gumbel").loss_at_code(e, q, lambda z: z.sum())
 
 
