@@ -8,6 +8,8 @@
   (Gumbel-softmax, the paper's §5.1 baseline).
 * codebook_transport: a function of (e, q) like transport, but q stays in the graph, so the decoder's gradient
   also reaches the codebook (methods published after the paper: NSVQ, DiVeQ, the synchronised update).
+* index_backprop: codes chosen by the largest dot product with the whole codebook, every code in the graph
+  through a softmax (IBQ, estimators/ibq.py).
 
 Each kind brings its own behaviour through its base class, so nothing outside this package branches on
 `kind` (a descriptive label): the quantizer (models/quantizer.py) calls `quantize(e, codes, decode)`, which

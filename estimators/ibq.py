@@ -14,8 +14,6 @@ lookup and, for the euclidean lookup, may differ from it (it favours long codes)
 """
 from __future__ import annotations
 
-import torch
-
 from .base import Estimator, Quantized, at_least_float32, decoded_once, float32_arithmetic
 from .registry import register
 

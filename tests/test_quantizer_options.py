@@ -8,7 +8,6 @@ import math
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 from harness.suite import SuiteError, load_suite
 from helpers_harness import tiny_raw, write_yaml
@@ -208,8 +207,8 @@ def test_codebook_free_quantizers_take_the_ste_only(quantizer):
 # -- refused when the suite loads ------------------------------------------------------------------------------
 
 REFUSALS = [
-    ({"quantizer": "fsq"}, "rotation", "estimator.name: 'rotation' cannot be used here: quantizer 'fsq' is "
-                                       "codebook-free"),
+    ({"quantizer": "fsq"}, "rotation",
+     "estimator.name: 'rotation' cannot be used here: quantizer 'fsq' is codebook-free"),
     ({"quantizer": "lfq"}, "sync", "quantizer 'lfq' is codebook-free"),
     ({"codebook_learning": "ema"}, "sync", "set model.codebook_learning: loss"),
     ({"codebook_learning": "ema"}, "ibq", "set model.codebook_learning: loss"),
