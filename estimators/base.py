@@ -125,8 +125,9 @@ class Estimator:
 
     def loss_at_code(self, e: torch.Tensor, q: torch.Tensor, loss_of: LossOf):
         """(loss to backpropagate, loss to report) of `loss_of(decoder input)` for tokens e whose codes are q."""
-        raise TypeError(f"estimator {self.name!r} chooses its codes itself: it has no gradient at a given "
-                        f"code (use an estimator of kind transport, codebook_transport or decoder_aware)")
+        raise TypeError(f"estimator {self.name!r} chooses its codes from logits or its own search: it has no "
+                        f"gradient at a given code (use an estimator of kind transport, codebook_transport or "
+                        f"decoder_aware)")
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r})"

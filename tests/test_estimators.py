@@ -80,7 +80,7 @@ def test_each_kind_says_whether_it_chooses_codes_and_gives_its_loss_at_a_code():
     assert float(reported) == pytest.approx(float((q * q).sum()), rel=1e-6)
     (grad,) = torch.autograd.grad(loss, e)
     torch.testing.assert_close(grad, 2 * e.detach(), rtol=1e-4, atol=1e-5)  # the autoencoder gradient
-    with pytest.raises(TypeError, match="'gumbel' chooses its codes itself.*transport, codebook_transport or decoder_aware"):
+    with pytest.raises(TypeError, match="'gumbel' chooses its codes from logits.*transport or decoder_aware"):
         estimators.get("gumbel").loss_at_code(e, q, lambda z: z.sum())
 
 
