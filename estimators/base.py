@@ -6,6 +6,10 @@
   decoder more than once (paper §3: Hessian approximation and exact gradients).
 * sampling: replaces the hard assignment; given logits over the codes, the codebook and the training progress
   (Gumbel-softmax, the paper's §5.1 baseline).
+* codebook_transport: a function of (e, q) like transport, but q stays in the graph, so the decoder's gradient
+  also reaches the codebook (methods published after the paper: NSVQ, DiVeQ, the synchronised update).
+* index_backprop: codes chosen by the largest dot product with the whole codebook, every code in the graph
+  through a softmax (IBQ, estimators/ibq.py).
 
 Each kind brings its own behaviour through its base class, so nothing outside this package branches on
 `kind` (a descriptive label): the quantizer (models/quantizer.py) calls `quantize(e, codes, decode)`, which
@@ -50,6 +54,9 @@ class CodeChoice:
     logits: Callable[[torch.Tensor], torch.Tensor] | None  # tokens -> logits (N, K); None: no logits head
     progress: float  # training progress in [0, 1] (sampling schedules)
     training: bool
+    #: (tokens (N, d), points (M, d)) -> each token's nearest point (euclidean), for an estimator that
+    #: searches points of its own (sf_diveq's interpolated codes); None where the caller offers no search
+    search: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None
 
 
 @dataclass
@@ -97,6 +104,15 @@ class Estimator:
     #: Hessian-vector product of paper §3). The decoder then avoids fused attention kernels, which have no
     #: second derivative, and the run cannot use `training.compile`.
     needs_double_backward: bool = False
+    #: True when the decoder input carries a gradient to the codebook. With an EMA codebook (a buffer the
+    #: update overwrites) that gradient would be lost, so such an estimator is refused with `ema` unless it
+    #: learns the codebook through the decoder alone (`codebook_learning = "decoder"`).
+    codebook_gradient: bool = False
+    #: How the codebook learns with this estimator: None keeps the quantizer's setting (EMA or the codebook
+    #: loss); "decoder": through the decoder input only, with no EMA, codebook loss or commitment term.
+    codebook_learning: str | None = None
+    #: True when the quantizer must give the estimator a linear logits head (sampling estimators).
+    uses_logits_head: bool = False
 
     def describe(self) -> str:
         doc = (type(self).__doc__ or "").strip().splitlines()
@@ -109,8 +125,9 @@ class Estimator:
 
     def loss_at_code(self, e: torch.Tensor, q: torch.Tensor, loss_of: LossOf):
         """(loss to backpropagate, loss to report) of `loss_of(decoder input)` for tokens e whose codes are q."""
-        raise TypeError(f"estimator {self.name!r} chooses its codes from logits: it has no gradient at a given "
-                        f"code (use an estimator of kind transport or decoder_aware)")
+        raise TypeError(f"estimator {self.name!r} chooses its codes from logits or its own search: it has no "
+                        f"gradient at a given code (use an estimator of kind transport, codebook_transport or "
+                        f"decoder_aware)")
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r})"
@@ -168,11 +185,38 @@ class DecoderAwareEstimator(NearestCodeEstimator):
         return decoder_input, reconstruction_loss
 
 
+class CodebookTransportEstimator(NearestCodeEstimator):
+    """Base of the estimators whose decoder input is a function of (e, q) with q kept in the graph.
+
+    The decoder's gradient reaches e and, through q = C[index], the codebook. `loss_at_code` (a given,
+    detached q) measures the part that reaches e. Stochastic estimators draw their noise in training only.
+    """
+
+    kind = "codebook_transport"
+    codebook_gradient = True
+
+    def transport(self, e: torch.Tensor, q: torch.Tensor, training: bool) -> torch.Tensor:
+        """Decoder input for encoder outputs e and their codes q (N, D); q may carry a gradient."""
+        raise NotImplementedError
+
+    def quantize(self, e, codes, decode):
+        indices = codes.nearest(e.detach())
+        decoder_input = decode(self.transport(e, codes.codebook[indices], codes.training))
+        return Quantized(decoder_input, indices, decoded_once(decoder_input))
+
+    def route(self, e, q, decode):
+        decoder_input = decode(self.transport(e, q, True))  # the training-time gradient at e
+        return decoder_input, decoded_once(decoder_input)
+
+
 class SamplingEstimator(Estimator):
     """Base of the estimators that replace the hard code assignment by a sample from logits."""
 
     kind = "sampling"
     chooses_codes = True
+    codebook_gradient = True
+    codebook_learning = "decoder"
+    uses_logits_head = True
 
     def sample(self, logits: torch.Tensor, codebook: torch.Tensor, progress: float, training: bool) -> CodeSample:
         """Return a `CodeSample` (decoder input, indices, weighted auxiliary loss, temperature)."""

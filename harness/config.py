@@ -526,6 +526,12 @@ class RunConfig:
                 if reason:
                     problems.add("estimator.name", f"{estimator.name!r} cannot be used with family "
                                                    f"{model.family!r}: {reason}")
+                for message in family.estimator_problems(model.params, estimators.estimator_class(estimator.name)):
+                    problems.add("estimator.name", f"{estimator.name!r} cannot be used here: {message}")
+            if metrics is not None and metrics.diagnostics and getattr(model.params, "quantizer", "vq") != "vq":
+                problems.add("metrics.diagnostics", f"the gradient diagnostics compare gradients at a code of a "
+                                                    f"codebook; quantizer {model.params.quantizer!r} has none: set "
+                                                    f"metrics.diagnostics: false")
             if not reads_data:
                 _no_data_problems(problems, model.family, resolved, training, metrics)
             if data is not None:

@@ -18,7 +18,12 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .collectives import all_reduce_sum, average_gradients, deferred_ema_updates, global_mean
-from .quantizer import CODEBOOK_LEARNING, LOOKUPS, QuantizerOutput, VectorQuantizer
+from .fsq import FiniteScalarQuantizer
+from .lfq import LookupFreeQuantizer, lfq_problems
+from .quantizer import CODEBOOK_LEARNING, LOOKUPS, NOT_REPLACEABLE, REPARAMETERIZATIONS, QuantizerOutput, VectorQuantizer
+
+#: `model.quantizer`: the nearest-code VQ of the paper, or a codebook-free baseline (FSQ, LFQ)
+QUANTIZERS = ("vq", "fsq", "lfq")
 
 
 @dataclass
@@ -46,6 +51,35 @@ class QuantizerParams:
     beta: float = 1.0
     factorized_dim: int | None = None
     init_std: float = 1.0
+    #: "vq" (the paper's), or a codebook-free baseline: "fsq" (levels `fsq_levels`) or "lfq" (2^b = num_codes)
+    quantizer: str = "vq"
+    #: vq: "none", "affine", "affine_running" or "simvq" (models/quantizer.py's docstring)
+    reparameterization: str = "none"
+    #: vq: replace a code unused for this many training steps by a recent encoder output; null: never
+    dead_code_window: int | None = None
+    #: fsq: levels per projected dimension (the implied codebook has their product of codes)
+    fsq_levels: list = field(default_factory=lambda: [8, 5, 5, 5])
+    #: lfq: weight of the entropy term (MAGVIT-v2); its commitment weight is `beta`
+    lfq_entropy_weight: float = 0.1
+
+
+def make_quantizer(params: QuantizerParams, estimator) -> nn.Module:
+    """The quantizer `params.quantizer` names: a VectorQuantizer, or FSQ/LFQ (which use the STE only)."""
+    if params.quantizer != "vq":
+        name = estimator if isinstance(estimator, str) else estimator.name
+        if name != "ste":
+            raise ValueError(f"quantizer {params.quantizer!r} is codebook-free: its gradient is the "
+                             f"straight-through one; use estimator ste, not {name!r}")
+    if params.quantizer == "fsq":
+        return FiniteScalarQuantizer(params.latent_dim, params.fsq_levels)
+    if params.quantizer == "lfq":
+        return LookupFreeQuantizer(params.latent_dim, params.num_codes, params.beta, params.lfq_entropy_weight)
+    return VectorQuantizer(
+        num_codes=params.num_codes, dim=params.latent_dim, estimator=estimator, lookup=params.lookup,
+        codebook_learning=params.codebook_learning, ema_decay=params.ema_decay, beta=params.beta,
+        factorized_dim=params.factorized_dim, init_std=params.init_std,
+        reparameterization=params.reparameterization, dead_code_window=params.dead_code_window,
+    )
 
 
 @dataclass
@@ -80,12 +114,38 @@ class ModelFamily(nn.Module):
         return cls.refused_estimators.get(estimator_name) or cls.refused_estimators.get(estimator_kind)
 
     @classmethod
+    def estimator_problems(cls, params, estimator_class) -> list[str]:
+        """Why this family's `params` cannot be used with the estimator class (checked when a suite loads):
+        combinations that make no sense, beyond `refused_estimators`. Each message gives the fix."""
+        name = estimator_class.name
+        if not isinstance(params, QuantizerParams):
+            if estimator_class.chooses_codes or estimator_class.codebook_gradient:
+                return [f"{name!r} learns the codebook through the decoder or chooses its own codes; this problem "
+                        f"studies the gradient at a given code of a fixed or EMA codebook"]
+            return []
+        if params.quantizer != "vq":
+            if name != "ste":
+                return [f"quantizer {params.quantizer!r} is codebook-free: there is no code to rotate towards or "
+                        f"codebook to learn, and its rounding's gradient is the straight-through one; use "
+                        f"estimator ste"]
+            return []
+        codebook_learning = estimator_class.codebook_learning or params.codebook_learning
+        if estimator_class.codebook_gradient and codebook_learning == "ema":
+            return [f"{name!r} sends the decoder's gradient to the codebook, which the EMA update would "
+                    f"overwrite; set model.codebook_learning: loss"]
+        if params.reparameterization != "none" and codebook_learning == "ema":
+            return [f"reparameterization {params.reparameterization!r} learns the codebook by a gradient, which "
+                    f"the EMA update would overwrite; set model.codebook_learning: loss"]
+        return []
+
+    @classmethod
     def check_params(cls, params) -> list[str]:
         """Impossible combinations of params (beyond types), as messages. Subclasses extend."""
         problems = []
         if not isinstance(params, QuantizerParams):
             return problems
-        for key, choices in (("lookup", LOOKUPS), ("codebook_learning", CODEBOOK_LEARNING)):
+        for key, choices in (("lookup", LOOKUPS), ("codebook_learning", CODEBOOK_LEARNING),
+                             ("quantizer", QUANTIZERS), ("reparameterization", REPARAMETERIZATIONS)):
             if getattr(params, key) not in choices:
                 problems.append(f"{key} {getattr(params, key)!r} is not one of {', '.join(choices)}")
         for key in ("num_codes", "latent_dim", "init_std"):
@@ -101,6 +161,7 @@ class ModelFamily(nn.Module):
             elif params.factorized_dim >= params.latent_dim:
                 problems.append(f"factorized_dim ({params.factorized_dim}) must be smaller than latent_dim "
                                 f"({params.latent_dim})")
+        problems += _quantizer_option_problems(params)
         return problems
 
     def set_progress(self, progress: float) -> None:
@@ -127,6 +188,30 @@ class ModelFamily(nn.Module):
 
     def evaluate(self, batches) -> dict[str, float]:
         raise NotImplementedError
+
+
+def _quantizer_option_problems(params: QuantizerParams) -> list[str]:
+    """Impossible combinations of the quantizer options beyond the paper (README "Quantizer options")."""
+    problems = []
+    if params.dead_code_window is not None and params.dead_code_window < 1:
+        problems.append(f"dead_code_window must be a positive number of steps (or null), got "
+                        f"{params.dead_code_window}")
+    if params.dead_code_window is not None and params.reparameterization in NOT_REPLACEABLE:
+        problems.append(f"dead_code_window cannot be used with reparameterization {params.reparameterization!r}: "
+                        f"its codes share one map, so a replaced code cannot be written back; use "
+                        f"reparameterization none or affine")
+    if params.quantizer == "vq":
+        return problems
+    for key, default in (("reparameterization", "none"), ("dead_code_window", None), ("factorized_dim", None)):
+        if getattr(params, key) != default:
+            problems.append(f"{key} is an option of the vq quantizer; quantizer {params.quantizer!r} is "
+                            f"codebook-free: remove {key}")
+    if params.quantizer == "fsq" and (not isinstance(params.fsq_levels, list) or not params.fsq_levels
+                                      or any(not isinstance(v, int) or v < 2 for v in params.fsq_levels)):
+        problems.append(f"fsq_levels must be a non-empty list of integers >= 2, got {params.fsq_levels!r}")
+    if params.quantizer == "lfq":
+        problems += lfq_problems(params.num_codes)
+    return problems
 
 
 def adamw(parameters, training) -> torch.optim.AdamW:
@@ -196,11 +281,7 @@ class VQAutoencoder(ModelFamily):
         self.params = params
         self.encoder = encoder
         self.decoder = decoder
-        self.quantizer = VectorQuantizer(
-            num_codes=params.num_codes, dim=params.latent_dim, estimator=estimator, lookup=params.lookup,
-            codebook_learning=params.codebook_learning, ema_decay=params.ema_decay, beta=params.beta,
-            factorized_dim=params.factorized_dim, init_std=params.init_std,
-        )
+        self.quantizer = make_quantizer(params, estimator)
 
     # -- the pieces the gradient diagnostics use --------------------------------------------------------
     def encode(self, x: torch.Tensor) -> torch.Tensor:
@@ -283,4 +364,6 @@ class VQAutoencoder(ModelFamily):
         metrics["val_usage"] = float((counts > 0).float().mean())
         metrics["val_dead_codes"] = float((counts == 0).float().mean())
         metrics["val_perplexity"] = float(math.exp(float(-(nonzero * nonzero.log()).sum())))
+        if getattr(self.quantizer, "dead_code_window", None) is not None:
+            metrics["codes_replaced"] = float(self.quantizer.codes_replaced)
         return metrics

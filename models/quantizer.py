@@ -13,6 +13,19 @@ codebook, the nearest-code search and, for an estimator that chooses its codes i
 * sampling (`chooses_codes`): a linear head maps each token to K logits; the estimator samples the decoder
   input from the codebook. The codebook then learns through the decoder (as in the Gumbel VQ-VAE), not by
   EMA, and there is no commitment term.
+* codebook_transport (`codebook_gradient`): the decoder input keeps q in the graph, so the codebook also learns
+  through the decoder; NSVQ and DiVeQ learn it that way alone (no EMA, codebook loss or commitment).
+
+Options beyond the paper (README "Quantizer options"):
+* `reparameterization`: the codebook as a function of learned parameters, usable with every estimator whose
+  codebook is not an EMA buffer: "affine" (Huh et al., ICML 2023: C = C'·diag(a) + b with learned per-dimension
+  scale a and shift b), "affine_running" (the same map from running statistics: C' standardised by its own
+  per-dimension mean and std, then given the encoder outputs' running std and mean, decay 0.99; our reading of
+  their variant without learned a, b), or "simvq" (Zhu et al. 2024: C = B·Wᵀ, a learned linear map W of a
+  frozen random basis B; W starts at the identity, so the initial codebook is the plain one — our choice).
+* `dead_code_window`: a code that no token used for that many training steps is replaced by a randomly chosen
+  encoder output of the current batch (before the batch's lookup; written back through the reparameterization),
+  counted in the `codes_replaced` buffer (reported per run).
 """
 from __future__ import annotations
 
@@ -31,6 +44,11 @@ from .code_search import nearest_code
 
 CODEBOOK_LEARNING = ("ema", "loss")
 LOOKUPS = ("euclidean", "cosine")
+REPARAMETERIZATIONS = ("none", "affine", "affine_running", "simvq")
+#: reparameterizations through which a replaced code cannot be written back (a shared map or statistics)
+NOT_REPLACEABLE = ("affine_running", "simvq")
+#: decay of the running encoder-output statistics of the "affine_running" reparameterization
+RUNNING_STATISTICS_DECAY = 0.99
 
 
 def to_tokens(z: torch.Tensor):
@@ -120,6 +138,8 @@ class VectorQuantizer(nn.Module):
         factorized_dim: int | None = None,
         chunk_size: int | None = None,
         init_std: float = 1.0,
+        reparameterization: str = "none",
+        dead_code_window: int | None = None,
     ):
         super().__init__()
         if lookup not in LOOKUPS:
@@ -139,12 +159,27 @@ class VectorQuantizer(nn.Module):
         self.ema_decay = float(ema_decay)
         self.chunk_size = chunk_size
         self.progress = 0.0  # training progress in [0, 1], set by the trainer (sampling schedules)
-        chooses_codes = self.estimator.chooses_codes  # from logits: the codebook learns through the decoder
-        self.codebook_learning = "decoder" if chooses_codes else codebook_learning
+        self.codebook_learning = self.estimator.codebook_learning or codebook_learning
+        if self.estimator.codebook_gradient and self.codebook_learning == "ema":
+            raise ValueError(f"estimator {self.estimator.name!r} sends the decoder's gradient to the codebook, which "
+                             f"the EMA update would overwrite; set codebook_learning: loss")
+        if reparameterization not in REPARAMETERIZATIONS:
+            raise ValueError(f"unknown reparameterization {reparameterization!r}; valid: "
+                             f"{', '.join(REPARAMETERIZATIONS)}")
+        if reparameterization != "none" and self.codebook_learning == "ema":
+            raise ValueError(f"reparameterization {reparameterization!r} needs a codebook learned by a gradient: "
+                             f"the EMA update overwrites the codes; set codebook_learning: loss")
+        if dead_code_window is not None and reparameterization in NOT_REPLACEABLE:
+            raise ValueError(f"dead_code_window cannot be used with reparameterization {reparameterization!r}: "
+                             f"its codes share one map, so a replaced code cannot be written back")
+        if dead_code_window is not None and dead_code_window < 1:
+            raise ValueError(f"dead_code_window must be a positive number of steps, got {dead_code_window}")
+        self.reparameterization = reparameterization
+        self.dead_code_window = dead_code_window
 
         self.project_in = nn.Linear(dim, self.code_dim) if factorized_dim else nn.Identity()
         self.project_out = nn.Linear(self.code_dim, dim) if factorized_dim else nn.Identity()
-        self.logits_head = nn.Linear(self.code_dim, self.num_codes) if chooses_codes else None
+        self.logits_head = nn.Linear(self.code_dim, self.num_codes) if self.estimator.uses_logits_head else None
 
         initial = torch.randn(self.num_codes, self.code_dim) * init_std
         if lookup == "cosine":
@@ -153,28 +188,53 @@ class VectorQuantizer(nn.Module):
             self.register_buffer("embedding", initial)
             self.register_buffer("cluster_size", torch.ones(self.num_codes))
             self.register_buffer("embed_sum", initial.clone())
+        elif reparameterization == "simvq":
+            self.register_buffer("embedding", initial)  # the frozen random basis B
+            self.simvq_map = nn.Linear(self.code_dim, self.code_dim, bias=False)
+            nn.init.eye_(self.simvq_map.weight)
         else:
             self.embedding = nn.Parameter(initial)
+        if reparameterization == "affine":
+            self.affine_scale = nn.Parameter(torch.ones(self.code_dim))
+            self.affine_shift = nn.Parameter(torch.zeros(self.code_dim))
+        elif reparameterization == "affine_running":
+            self.register_buffer("running_mean", torch.zeros(self.code_dim))
+            self.register_buffer("running_std", torch.ones(self.code_dim))
+        if dead_code_window is not None:
+            self.register_buffer("steps_unused", torch.zeros(self.num_codes, dtype=torch.long))
+            self.register_buffer("codes_replaced", torch.zeros((), dtype=torch.long))
 
     @property
     def codebook(self) -> torch.Tensor:
-        """The codebook as used for lookup (K, d): l2-normalised for the cosine lookup."""
+        """The codebook as used for lookup (K, d): reparameterized, then l2-normalised for the cosine lookup."""
         codes = self.embedding
+        if self.reparameterization == "affine":
+            codes = codes * self.affine_scale + self.affine_shift
+        elif self.reparameterization == "affine_running":
+            standardised = (codes - codes.mean(0)) / codes.std(0).clamp_min(1e-6)
+            codes = standardised * self.running_std + self.running_mean
+        elif self.reparameterization == "simvq":
+            codes = self.simvq_map(codes)
         return F.normalize(codes, dim=-1) if self.lookup == "cosine" else codes
 
     def forward(self, z: torch.Tensor) -> QuantizerOutput:
         tokens, restore = to_tokens(z)
         with torch.autocast(device_type=z.device.type, enabled=False):
             e = self._lookup_space(tokens)
+            if self.training:
+                self._before_lookup(e.detach())
             codebook = self.codebook
 
         def decode_tokens(t: torch.Tensor) -> torch.Tensor:
             return restore(self.project_out(t)).to(z.dtype)
 
         choice = CodeChoice(codebook, partial(self._nearest, codebook=codebook.detach()),
-                            self._logits if self.logits_head is not None else None, self.progress, self.training)
+                            self._logits if self.logits_head is not None else None, self.progress, self.training,
+                            self._search)
         quantized = self.estimator.quantize(e, choice, decode_tokens)
         indices = quantized.indices
+        if self.training and self.dead_code_window is not None:
+            self._count_unused_steps(indices)
         q = codebook[indices]  # gathered before the EMA update; in the graph when the codebook learns by loss
         aux = self._codebook_terms(e, q, indices)
         if quantized.aux_loss is not None:
@@ -191,6 +251,43 @@ class VectorQuantizer(nn.Module):
     def _nearest(self, e: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:
         with torch.autocast(device_type=e.device.type, enabled=False):
             return nearest_code(e, codebook, self.lookup, self.chunk_size)
+
+    def _search(self, e: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
+        """Each token's nearest (euclidean) point among `points` (M, d), for estimators that search their own."""
+        with torch.autocast(device_type=e.device.type, enabled=False):
+            return nearest_code(e, points, "euclidean", self.chunk_size)
+
+    @torch.no_grad()
+    def _before_lookup(self, e: torch.Tensor) -> None:
+        """In training, before the batch's lookup: update the running statistics of "affine_running" and
+        replace the dead codes from this batch's encoder outputs e (N, d) (see the module docstring)."""
+        if self.reparameterization == "affine_running":
+            decay = RUNNING_STATISTICS_DECAY
+            self.running_mean.mul_(decay).add_(e.mean(0), alpha=1.0 - decay)
+            self.running_std.mul_(decay).add_(e.std(0) if e.shape[0] > 1 else self.running_std, alpha=1.0 - decay)
+        if self.dead_code_window is not None and e.shape[0] > 0:
+            self._replace_dead_codes(e)
+
+    @torch.no_grad()
+    def _replace_dead_codes(self, e: torch.Tensor) -> None:
+        """Codes unused for `dead_code_window` steps become random rows of e, without a host synchronisation."""
+        dead = (self.steps_unused >= self.dead_code_window)[:, None]
+        candidates = e[torch.randint(0, e.shape[0], (self.num_codes,), device=e.device)].to(self.embedding.dtype)
+        if self.reparameterization == "affine":  # write back through C = C'·a + b
+            scale = self.affine_scale.detach()
+            scale = torch.where(scale.abs() < 1e-6, torch.full_like(scale, 1e-6), scale)
+            candidates = (candidates - self.affine_shift.detach()) / scale
+        self.embedding.copy_(torch.where(dead, candidates, self.embedding))
+        if self.codebook_learning == "ema":
+            self.embed_sum.copy_(torch.where(dead, candidates, self.embed_sum))
+            self.cluster_size.copy_(torch.where(dead[:, 0], torch.ones_like(self.cluster_size), self.cluster_size))
+        self.codes_replaced.add_(dead.sum())
+        self.steps_unused.masked_fill_(dead[:, 0], 0)
+
+    @torch.no_grad()
+    def _count_unused_steps(self, indices: torch.Tensor) -> None:
+        used = code_counts(indices, self.num_codes) > 0
+        self.steps_unused.add_(1).masked_fill_(used, 0)
 
     def _logits(self, e: torch.Tensor) -> torch.Tensor:
         with torch.autocast(device_type=e.device.type, enabled=False):

@@ -31,16 +31,21 @@ def build(config):
 # --------------------------------------------------------------------------------------------------
 
 EXPECTED_NAMES = [
+    "diveq",
     "exact",
     "gumbel",
     "hessian",
+    "ibq",
+    "nsvq",
     "reflection",
     "rotation",
     "rotation_gamma",
     "rotation_radial_removed",
     "rotation_through_r",
     "rotation_unscaled",
+    "sf_diveq",
     "ste",
+    "sync",
 ]
 
 
@@ -62,7 +67,7 @@ def test_each_kind_says_whether_it_chooses_codes_and_gives_its_loss_at_a_code():
     """What the quantizer, the gradient diagnostics and the synthetic problems ask instead of the kind."""
     for name in estimators.names():
         est = estimators.get(name)
-        assert est.chooses_codes == (est.kind == "sampling"), name
+        assert est.chooses_codes == (est.kind == "sampling" or name in {"ibq", "sf_diveq"}), name
         assert isinstance(est, estimators.NearestCodeEstimator) != est.chooses_codes, name
     q = torch.randn(6, 3)
     e = (q + 0.1 * torch.randn(6, 3)).requires_grad_()

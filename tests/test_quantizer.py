@@ -42,8 +42,12 @@ def brute_force_euclidean(e, codebook):
     return ((e[:, None, :] - codebook[None, :, :]) ** 2).sum(-1).argmin(-1)
 
 
+#: The estimators published after the paper; tests/test_beyond_paper.py runs them through the quantizer.
+BEYOND_CONFIGS = [("nsvq", {}), ("diveq", {}), ("sf_diveq", {}), ("sync", {}), ("ibq", {})]
+
+
 def test_registry_covered():
-    assert sorted({name for name, _ in ALL_CONFIGS}) == estimators.names()
+    assert sorted({name for name, _ in ALL_CONFIGS + BEYOND_CONFIGS}) == estimators.names()
 
 
 # --------------------------------------------------------------------------------------------------

@@ -36,4 +36,4 @@ def test_committed_tables_and_report_regenerate_identically(tmp_path, suite_name
 
 
 def test_the_reference_suites_are_committed():
-    assert {"quickstart", "appendix_a2", "appendix_a4", "figures", "appendix_a9"} <= set(COMMITTED)
+    assert {"quickstart", "appendix_a2", "appendix_a4", "figures", "appendix_a9", "beyond_paper"} <= set(COMMITTED)
