@@ -115,6 +115,7 @@ class ImageFolder(_SkipsCorrupt, Dataset):
 
     Params: ClassVar[type] = ImageFolderParams
     kind: ClassVar[str] = "image"
+    decodes_files: ClassVar[bool] = True
 
     def __init__(self, params: ImageFolderParams, split: str, seed: int):
         self.params = params
@@ -231,6 +232,7 @@ class VideoFolder(_SkipsCorrupt, Dataset):
 
     Params: ClassVar[type] = VideoFolderParams
     kind: ClassVar[str] = "video"
+    decodes_files: ClassVar[bool] = True
 
     def __init__(self, params: VideoFolderParams, split: str, seed: int):
         self.params, self.split, self.seed = params, split, seed

@@ -15,8 +15,8 @@ from collections.abc import Iterable, Iterator, Sequence
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-__all__ = ["CpuBatch", "LoadedItems", "available_cores", "collate_on_cpu", "default_num_workers", "make_loader",
-           "to_device"]
+__all__ = ["CpuBatch", "LoadedItems", "available_cores", "collate_on_cpu", "default_num_workers", "device_batches",
+           "make_loader", "to_device"]
 
 #: Batches each worker prepares ahead (DataLoader prefetch_factor).
 PREFETCH_BATCHES = 4
@@ -36,10 +36,12 @@ def available_cores() -> int:
     return os.cpu_count() or 1
 
 
-def default_num_workers() -> int:
-    """DataLoader workers when `training.num_workers` is null: one per core given to the run but the one the
-    training process itself uses (0, loading in the training process, on a single core)."""
-    return available_cores() - 1
+def default_num_workers(dataset: Dataset | None) -> int:
+    """DataLoader workers when `training.num_workers` is null. For a dataset that decodes files (its class has
+    `decodes_files`: image_folder, video_folder), one per core given to the run but the one the training
+    process itself uses; for the others, whose items are cut from arrays in memory in microseconds, 0 (a
+    worker would only add its start-up and the transfer of every batch between processes)."""
+    return available_cores() - 1 if getattr(dataset, "decodes_files", False) else 0
 
 
 class LoadedItems(Dataset):
