@@ -88,12 +88,13 @@ class UnreadableFile(OSError, ValueError):
     """A data file that cannot be read or decoded (missing, truncated, corrupt); the message names it.
 
     An OSError (as the file system's errors) and a ValueError (as a malformed file's), so callers catching
-    either still catch it; `data.skip_corrupt` skips exactly these.
+    either still catch it; `data.skip_corrupt` skips exactly these. Built from one message alone, it is the
+    error a DataLoader re-raises from a worker (whose message, with the worker's traceback, names the file).
     """
 
-    def __init__(self, what: str, path, reason):
-        super().__init__(f"cannot read {what} {path}: {reason}")
-        self.what, self.path, self.reason = what, str(path), str(reason)
+    def __init__(self, what: str, path=None, reason=None):
+        super().__init__(what if path is None else f"cannot read {what} {path}: {reason}")
+        self.what, self.path, self.reason = what, None if path is None else str(path), reason
 
     def __reduce__(self):  # picklable, so it crosses process boundaries whole
-        return type(self), (self.what, self.path, self.reason)
+        return type(self), (self.what, self.path, None if self.reason is None else str(self.reason))
