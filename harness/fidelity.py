@@ -18,7 +18,7 @@ The paper's r-FID / r-IS use 50,000 validation reconstructions (paper §5, Table
 images that is about 40 GB per copy at 256x256.  So nothing is kept but statistics: each
 batch's features are folded into running means and scatter matrices (float64, 2048 x 2048 for
 FID: 32 MB whatever N) and, for IS, per-split sums of the class probabilities and of
-sum_y p log p.  FID is :func:`frechet_distance` (``scipy.linalg.sqrtm``) of the two Gaussians; IS
+sum_y p log p.  FID is :func:`frechet_distance` of the two Gaussians (torch-fidelity's formula); IS
 uses torch-fidelity's splits (samples shuffled with ``np.random.RandomState(2020)``, then cut
 into ``isc_splits`` chunks), so both equal ``torch_fidelity.calculate_metrics``'s up to float
 rounding.  Statistics merge exactly across shards: on several devices each rank takes every
@@ -67,7 +67,6 @@ from typing import Optional, Union
 import numpy as np
 import torch
 import torch.nn.functional as F
-from scipy import linalg
 
 __all__ = [
     "ENV_I3D_WEIGHTS",
@@ -478,17 +477,16 @@ def image_fidelity(
 # ----------------------------------------------------------------------------- Fréchet distance
 
 
-def frechet_distance(
-    mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray, eps: float = 1e-6
-) -> float:
+def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray) -> float:
     """Fréchet distance between N(mu1, sigma1) and N(mu2, sigma2).
 
-    ``||mu1 - mu2||^2 + Tr(sigma1 + sigma2 - 2 sqrtm(sigma1 sigma2))``.  Standard
-    stabilisation (as in pytorch-fid / TTUR): if ``sqrtm`` of the product is not finite, or
-    has a non-negligible imaginary part (typical for singular covariances, e.g. fewer
-    samples than feature dimensions), retry with ``eps * I`` added to both covariances;
-    then drop the (tiny) imaginary part.  Raises ValueError if a large imaginary
-    component remains.
+    ``||mu1 - mu2||^2 + Tr(sigma1 + sigma2 - 2 sqrtm(sigma1 sigma2))``, with the trace of the matrix
+    square root taken as the sum of the square roots of the eigenvalues of ``sigma1 @ sigma2`` (as
+    torch-fidelity computes it).  Those eigenvalues are real and non-negative in exact arithmetic (the
+    product of two covariances is similar to a positive semi-definite matrix); rounding leaves tiny negative
+    or complex ones for singular covariances (fewer samples than feature dimensions), whose complex square
+    roots add only their tiny real part.  One eigenvalue problem, several times faster than
+    ``scipy.linalg.sqrtm`` at the 2048 dimensions of FID.
     """
     mu1 = np.atleast_1d(np.asarray(mu1, dtype=np.float64))
     mu2 = np.atleast_1d(np.asarray(mu2, dtype=np.float64))
@@ -498,23 +496,11 @@ def frechet_distance(
         raise ValueError(f"mean vectors have different shapes: {mu1.shape} vs {mu2.shape}")
     if sigma1.shape != sigma2.shape or sigma1.shape != (mu1.shape[0], mu1.shape[0]):
         raise ValueError(f"covariances have bad shapes: {sigma1.shape}, {sigma2.shape} for d={mu1.shape[0]}")
-
-    def _imag_ok(m: np.ndarray) -> bool:
-        return not np.iscomplexobj(m) or np.allclose(np.diagonal(m).imag, 0, atol=1e-3)
-
+    if not (np.isfinite(sigma1).all() and np.isfinite(sigma2).all()):
+        raise ValueError("frechet_distance: the covariances are not finite")
     diff = mu1 - mu2
-    covmean = linalg.sqrtm(sigma1.dot(sigma2))
-    if not np.isfinite(covmean).all() or not _imag_ok(covmean):
-        offset = np.eye(sigma1.shape[0]) * eps
-        covmean = linalg.sqrtm((sigma1 + offset).dot(sigma2 + offset))
-    if np.iscomplexobj(covmean):
-        if not _imag_ok(covmean):
-            m = np.max(np.abs(covmean.imag))
-            raise ValueError(f"frechet_distance: imaginary component {m} in sqrtm(sigma1 @ sigma2)")
-        covmean = covmean.real
-    if not np.isfinite(covmean).all():
-        raise ValueError("frechet_distance: sqrtm(sigma1 @ sigma2) is not finite")
-    return float(diff.dot(diff) + np.trace(sigma1) + np.trace(sigma2) - 2.0 * np.trace(covmean))
+    trace_sqrt = np.sqrt(np.linalg.eigvals(sigma1 @ sigma2).astype(np.complex128)).real.sum()
+    return float(diff.dot(diff) + np.trace(sigma1) + np.trace(sigma2) - 2.0 * trace_sqrt)
 
 
 # ----------------------------------------------------------------------------- video
