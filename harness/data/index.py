@@ -55,7 +55,7 @@ def _walk(base: Path, suffixes: frozenset[str]) -> dict:
     started = time.time_ns()
     folders: list[list] = []
     found: list[tuple[tuple[str, ...], int, str]] = []
-    for folder, subfolders, files in os.walk(base, followlinks=True):
+    for folder, subfolders, files in os.walk(base):  # symlinked folders are not entered, as rglob did
         subfolders[:] = [d for d in subfolders if not d.startswith(".")]
         relative = os.path.relpath(folder, base)
         parts = () if relative == "." else tuple(Path(relative).parts)
