@@ -17,7 +17,7 @@ from harness.config import DataConfig
 from harness.data import index as file_index
 from harness.data.common import UnreadableFile, resize_center_crop, to_unit
 from harness.data.decode import read_image_reduced, to_unit_from_uint8
-from harness.data.loading import available_cores, default_num_workers, make_loader
+from harness.data.loading import available_cores, default_num_workers, make_loader, to_device
 from harness.status import RunStatus
 from harness.suite import load_suite
 from harness.train import StepBatchSampler, train_run
@@ -267,3 +267,12 @@ def test_datasets_read_their_files_from_the_index(tmp_path, monkeypatch):
     forbid_walks(monkeypatch)
     assert build("image_folder", params).files == expected[0]
     assert [v.path for v in build("video_folder", video_params).videos] == expected[1]
+
+
+def test_to_device_gives_channels_last_image_batches_and_leaves_video_alone():
+    images = torch.randn(2, 3, 8, 8)
+    batch = to_device(images, torch.device("cpu"), torch.channels_last)
+    assert batch.is_contiguous(memory_format=torch.channels_last) and not batch.is_contiguous()
+    assert torch.equal(batch, images)
+    clips = torch.randn(2, 3, 2, 8, 8)
+    assert to_device(clips, torch.device("cpu"), torch.channels_last).is_contiguous()
