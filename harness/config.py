@@ -106,7 +106,9 @@ class TrainingConfig:
     device: str = setting("auto", check=_device_check, doc="auto (CUDA when present), cpu, cuda, cuda:N, mps")
     precision: Literal["fp32", "bf16"] = setting(
         "fp32", doc="bf16: autocast; the quantizer and estimator arithmetic stay float32")
-    num_workers: int = setting(0, at_least=0, doc="DataLoader worker processes")
+    num_workers: int | None = setting(
+        None, at_least=0, doc="DataLoader worker processes; null: image_folder and video_folder the run's cores less one, "
+                 "other datasets 0")
     log_every: int = setting(10, at_least=1, doc="steps between logged training metrics")
     eval_every: int | None = setting(None, at_least=1, doc="steps between evaluations; null: only at the end")
     eval_batches: int | None = setting(None, at_least=1, doc="validation batches per evaluation; null: all")

@@ -129,6 +129,16 @@ def share(value=None):
     return box[0]
 
 
+def gather(value) -> list:
+    """Every rank's `value`, in rank order, on every rank (every rank calls it; [value] when not distributed):
+    how the ranks' shards of the fidelity statistics meet (harness/fidelity.py `Shard`)."""
+    if not initialized() or dist.get_world_size() == 1:
+        return [value]
+    values = [None] * dist.get_world_size()
+    dist.all_gather_object(values, value, group=_control["group"])
+    return values
+
+
 def rank_slice(size: int, rank: int, world: int) -> slice:
     """Rank `rank`'s share of `size` items in order: contiguous, sizes differing by at most one, the larger
     shares first (a training batch, which the config makes divisible, splits into equal shares)."""

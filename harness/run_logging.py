@@ -169,6 +169,8 @@ class RunLog:
             return
         self.opened = True
         trainer = self.trainer
+        if not trainer.place.main:  # under data parallelism rank 0 alone writes the run's files
+            return
         if self.settings.tensorboard:
             writer_class = summary_writer_class()
             if writer_class is None:

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import BatchSampler, DataLoader, Sampler, SequentialSampler
+from torch.utils.data import BatchSampler, Sampler, SequentialSampler
 
 import models
 from models.base import StepContext
@@ -33,11 +33,15 @@ from . import data as data_module
 from . import distributed, store
 from .checkpoint import load_checkpoint, restore_rng_state, rng_state, save_checkpoint
 from .config import RunConfig
+from .data.loading import default_num_workers, device_batches, make_loader, to_device
 from .diagnostics import gradient_diagnostics, supports_diagnostics
 from .run_logging import RunLog
 from .status import RunStatus
 
 logger = logging.getLogger(__name__)
+
+#: How many of the skipped unreadable files a run's record names (it counts them all).
+SKIPPED_FILES_NAMED = 20
 
 
 @dataclass
@@ -111,11 +115,6 @@ def lr_factor(step: int, warmup: int, total: int, schedule: str, min_ratio: floa
         return 1.0
     progress = min(1.0, (step - warmup) / max(1, total - warmup))
     return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
-
-
-def _collate(device, memory_format, batch):
-    batch = torch.stack(batch).to(device, non_blocking=True)
-    return batch.contiguous(memory_format=memory_format) if batch.ndim == 4 else batch
 
 
 def apply_speed_settings(model, device: torch.device, training) -> dict:
@@ -239,13 +238,13 @@ class Trainer:
         seed_everything(self.seed)
         self.build_data()
         self.build_model()
-        self.collate = partial(_collate, self.device, self.memory_format)
         self.run_log = RunLog(self)  # TensorBoard / W&B (harness/run_logging.py)
         self.diagnose = (self.metrics_config.diagnostics and self.val_set is not None
                          and supports_diagnostics(self.model))
         if self.diagnose:
             size = min(self.metrics_config.diagnostics_batch, len(self.val_set))
-            self.fixed_batch = self.collate([self.val_set[i] for i in range(size)])
+            self.fixed_batch = to_device(torch.stack([self.val_set[i] for i in range(size)]), self.device,
+                                         self.memory_format)
 
     def build_model(self) -> None:
         """The model on `self.device` with the device's speed settings (`apply_speed_settings`), its optimisers
@@ -262,41 +261,59 @@ class Trainer:
     def build_data(self) -> None:
         """The training and validation sets and the run's length. A family that reads no dataset (the
         synthetic problems own their points: `config.data` is None) trains `training.steps` steps on batch
-        None and evaluates on no batches."""
+        None and evaluates on no batches. `skipped_files`: the unreadable files a dataset with
+        `data.skip_corrupt` left out or replaced (README "Data"), counted in the run's record."""
+        self.skipped_files: set[str] = set()
+        self.validation_loader = None
         if self.config.data is None:
             self.train_set = self.val_set = None
+            self.num_workers = 0
             self.steps = int(self.training.steps)
             return
         self.train_set = data_module.build_dataset(self.config.data, "train", self.seed)
         self.val_set = data_module.build_dataset(self.config.data, "val", self.seed)
+        self.num_workers = (default_num_workers(self.train_set) if self.training.num_workers is None
+                            else self.training.num_workers)
+        for dataset in (self.train_set, self.val_set):
+            self.skipped_files.update(getattr(dataset, "skipped_files", ()))
         self.steps = total_steps(self.training, len(self.train_set))
+
+    def loader(self, dataset, **order):
+        """A DataLoader of CPU batches of `dataset` (harness/data/loading.py): stacked in `num_workers`
+        persistent worker processes (in this one with 0), pinned for a CUDA device."""
+        return make_loader(dataset, self.num_workers, self.device.type == "cuda", self.loader_generator(), **order)
+
+    def on_device(self, loader):
+        """The batches of `loader` on the run's device, counting the files skipped to make them."""
+        return device_batches(loader, self.device, self.skipped_files, self.memory_format)
 
     def train_batches(self):
         """The batch of each step from the resumed one: a function of (seed, step) (`StepBatchSampler`)."""
         if self.train_set is None:
             return itertools.repeat(None, self.steps - self.start)
-        return DataLoader(self.train_set, collate_fn=self.collate, num_workers=self.training.num_workers,
-                          batch_sampler=StepBatchSampler(len(self.train_set), self.training.batch_size,
-                                                         self.seed, self.start, self.steps, self.place.rank,
-                                                         self.place.world),
-                          generator=self.loader_generator())
+        sampler = StepBatchSampler(len(self.train_set), self.training.batch_size, self.seed, self.start, self.steps,
+                                   self.place.rank, self.place.world)
+        return self.on_device(self.loader(self.train_set, batch_sampler=sampler))
 
     def validation_batches(self):
-        """The validation batches of one evaluation (at most `training.eval_batches`); under data parallelism
-        this rank's slices of them (the model's `evaluate` gathers the metrics of the whole batches)."""
+        """The validation batches of one evaluation (at most `training.eval_batches`); the loader, and its
+        workers, serve every evaluation of the run. Under data parallelism this rank's slices of them (the
+        model's `evaluate` gathers the metrics of the whole batches)."""
         if self.val_set is None:
             return iter(())
-        if self.place.world > 1:
-            batches = distributed.RankSlices(BatchSampler(SequentialSampler(self.val_set), self.training.batch_size,
-                                                          drop_last=False), self.place.rank, self.place.world)
-            loader = DataLoader(self.val_set, batch_sampler=batches, collate_fn=self.collate,
-                                num_workers=self.training.num_workers, generator=self.loader_generator())
-        else:
-            loader = DataLoader(self.val_set, batch_size=self.training.batch_size, shuffle=False,
-                                collate_fn=self.collate, num_workers=self.training.num_workers,
-                                generator=self.loader_generator())
-        limit = self.training.eval_batches
-        return (b for i, b in enumerate(loader) if limit is None or i < limit)
+        if self.validation_loader is None:
+            if self.place.world > 1:
+                batches = distributed.RankSlices(BatchSampler(SequentialSampler(self.val_set),
+                                                              self.training.batch_size, drop_last=False),
+                                                 self.place.rank, self.place.world)
+                self.validation_loader = self.loader(self.val_set, batch_sampler=batches)
+            else:
+                self.validation_loader = self.loader(self.val_set, batch_size=self.training.batch_size)
+        return self.on_device(itertools.islice(self.validation_loader, self.training.eval_batches))
+
+    def fidelity_batches(self, dataset, batch_size: int):
+        """`dataset`'s items in order, by `batch_size`, on the device (the fidelity metrics' input)."""
+        return self.on_device(self.loader(dataset, batch_size=batch_size))
 
     def resume(self) -> None:
         """Restore the run from its checkpoint, if it has one (harness/checkpoint.py: loaded to the CPU,
@@ -310,6 +327,7 @@ class Trainer:
             self.schedulers[name].load_state_dict(state["schedulers"][name])
         restore_rng_state(state["random_state"])
         self.history = state["history"]
+        self.skipped_files.update(state.get("skipped_files", ()))
         self.start = self.saved_step = state["step"]
         self.elapsed_before = state["elapsed"]
         logger.info("%s: resumed at step %d of %d", self.checkpoint_path, self.start, self.steps)
@@ -434,7 +452,7 @@ class Trainer:
             "random_state": rng_state(),
             "optimizers": {name: optimizer.state_dict() for name, optimizer in self.optimizers.items()},
             "schedulers": {name: scheduler.state_dict() for name, scheduler in self.schedulers.items()},
-            "elapsed": self.elapsed(),
+            "elapsed": self.elapsed(), "skipped_files": sorted(self.skipped_files),
         })
         store.write_history(self.directory / store.HISTORY, self.history)
         self.saved_step, self.saved_at = step, self.clock()
@@ -467,6 +485,9 @@ class Trainer:
                 metrics[f"train_{key}"] = value
         metrics["steps"] = self.steps
         metrics["wall_time_s"] = self.elapsed()
+        if self.skipped_files:
+            notes["skipped_corrupt"] = {"count": len(self.skipped_files),
+                                        "files": sorted(self.skipped_files)[:SKIPPED_FILES_NAMED]}
         if self.place.world > 1:
             notes["data_parallel"] = {"world_size": self.place.world, "accumulate": self.training.accumulate,
                                       "backend": distributed.backend_for(self.device.type)}
@@ -479,15 +500,13 @@ class Trainer:
         return RunResult(RunStatus.FINISHED, self.steps, metrics, notes)
 
     def fidelity(self, metrics: dict, notes: dict) -> None:
-        """r-FID / r-IS or r-FVD of the validation reconstructions (README "Metrics"), by rank 0 (the other
-        ranks' results are not recorded)."""
-        from .fidelity import fidelity_for_run
+        """r-FID / r-IS or r-FVD of the validation reconstructions (README "Metrics"); under data parallelism
+        each rank reconstructs its shard of the samples and the statistics are gathered."""
+        from .fidelity import Shard, fidelity_for_run
 
-        if not self.place.main:
-            return
-
+        shard = Shard(self.place.rank, self.place.world, distributed.gather if self.place.world > 1 else None)
         values, note = fidelity_for_run(self.model, self.val_set, self.metrics_config, self.training.batch_size,
-                                        self.device, self.autocast)
+                                        self.device, self.autocast, batches=self.fidelity_batches, shard=shard)
         metrics.update(values)
         notes["fidelity"] = note
 

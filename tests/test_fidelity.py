@@ -16,6 +16,7 @@ No real Inception / I3D weights exist here (and there is no network), so we buil
 
 from __future__ import annotations
 
+import contextlib
 import math
 import socket
 import time
@@ -332,3 +333,151 @@ def test_download_guard_refuses_instead_of_reaching_network():
         with pytest.raises(RuntimeError, match="downloads are disabled"):
             fe.FeatureExtractorInceptionV3("inception-v3-compat", ["2048"])  # no path -> would download
     assert fe.load_state_dict_from_url is original
+
+
+# ----------------------------------------------------------------------------- streaming, sharding
+
+
+def _features(n: int, dims: int, seed: int, shift: float = 0.0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    mixing = torch.randn(dims, dims, generator=g) / math.sqrt(dims)
+    return torch.randn(n, dims, generator=g) @ mixing + shift
+
+
+def test_streaming_statistics_equal_torch_fidelity_in_memory():
+    """Features folded in batch by batch (uneven batches) give torch-fidelity's FID statistics and its IS
+    (same shuffled splits) computed on all features at once."""
+    from torch_fidelity.metric_fid import fid_features_to_statistics, fid_statistics_to_metric
+    from torch_fidelity.metric_isc import isc_features_to_metric
+
+    from harness.fidelity import GaussianStats, InceptionScoreStats
+
+    n = 203
+    pool_a, pool_b = _features(n, 48, seed=1), _features(n, 48, seed=2, shift=0.3)
+    logits = _features(n, 20, seed=3) * 2
+    stats_a, stats_b, inception = GaussianStats(), GaussianStats(), InceptionScoreStats(n, 10)
+    for start, stop in ((0, 1), (1, 60), (60, 61), (61, 203)):
+        stats_a.add(pool_a[start:stop])
+        stats_b.add(pool_b[start:stop])
+        inception.add(logits[start:stop], torch.arange(start, stop))
+    reference_a, reference_b = fid_features_to_statistics(pool_a), fid_features_to_statistics(pool_b)
+    mean_a, cov_a = stats_a.mean_and_covariance()
+    np.testing.assert_allclose(mean_a, reference_a["mu"], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(cov_a, reference_a["sigma"], rtol=1e-9, atol=1e-12)
+    fid = frechet_distance(mean_a, cov_a, *stats_b.mean_and_covariance())
+    expected_fid = fid_statistics_to_metric(reference_a, reference_b, verbose=False)["frechet_inception_distance"]
+    assert fid == pytest.approx(expected_fid, rel=1e-6)
+    expected_is = isc_features_to_metric(logits, splits=10, shuffle=True, rng_seed=2020)
+    mean, std = InceptionScoreStats.score([inception.state()])
+    assert mean == pytest.approx(expected_is["inception_score_mean"], rel=1e-10)
+    assert std == pytest.approx(expected_is["inception_score_std"], rel=1e-8)
+
+
+def test_streaming_image_fidelity_equals_torch_fidelity(inception_weights, images, image_results):
+    """With the stand-in Inception: our streamed r-FID / r-IS are torch_fidelity.calculate_metrics's with
+    everything in memory (fid, isc, samples_shuffle, rng_seed 2020)."""
+    import torch_fidelity
+
+    reconstructions = _noisy(images, 0.05, seed=7)
+
+    class Images(torch.utils.data.Dataset):
+        def __init__(self, x):
+            self.x = images_to_uint8(x)
+
+        def __len__(self):
+            return len(self.x)
+
+        def __getitem__(self, i):
+            return self.x[i]
+
+    metrics = torch_fidelity.calculate_metrics(
+        input1=Images(reconstructions), input2=Images(images), fid=True, isc=True,
+        feature_extractor="inception-v3-compat", feature_extractor_weights_path=inception_weights,
+        isc_splits=10, cuda=False, batch_size=5, cache=False, save_cpu_ram=True, samples_shuffle=True,
+        rng_seed=2020, verbose=False)
+    streamed = image_results["small"]
+    assert streamed.r_fid == pytest.approx(metrics["frechet_inception_distance"], rel=1e-4, abs=1e-6)
+    assert streamed.r_is == pytest.approx(metrics["inception_score_mean"], rel=1e-6)
+    assert streamed.r_is_std == pytest.approx(metrics["inception_score_std"], rel=1e-4, abs=1e-9)
+
+
+class _ProjectionFeatures:
+    """A cheap stand-in for InceptionFeatures (same interface): fixed random projections of 8x8 pooled uint8
+    images as 'pool features' (32) and 'logits' (10)."""
+
+    def __init__(self, path, device):
+        g = torch.Generator().manual_seed(0)
+        self.pool, self.logits = torch.randn(3 * 64, 32, generator=g), torch.randn(3 * 64, 10, generator=g)
+
+    def __call__(self, images_uint8):
+        x = F.adaptive_avg_pool2d(images_uint8.float() / 255, 8).flatten(1)
+        return x @ self.pool, 4 * x @ self.logits
+
+
+class _Blur(nn.Module):
+    """A 'model' whose reconstruction is a blurred image, returned as (x_hat, aux) like the families."""
+
+    def forward(self, x):
+        return F.avg_pool2d(x, 3, stride=1, padding=1), None
+
+
+class _Images(torch.utils.data.Dataset):
+    kind = "image"
+
+    def __init__(self, n):
+        self.x = _smooth_images(n, 16, seed=4) + 0.1 * torch.randn(n, 3, 16, 16, generator=torch.Generator()
+                                                                       .manual_seed(5))
+
+    def __len__(self):
+        return len(self.x)
+
+    def __getitem__(self, i):
+        return self.x[i].clamp(-1, 1)
+
+
+def _run_fidelity(tmp_path, batch_size=7, shard=None, samples=None):
+    from harness.config import MetricsConfig
+    from harness.fidelity import SINGLE, fidelity_for_run
+
+    weights = tmp_path / "weights.pth"
+    weights.write_bytes(b"")
+    config = MetricsConfig(fidelity=True, inception_weights=str(weights), fidelity_samples=samples)
+    return fidelity_for_run(_Blur(), _Images(45), config, batch_size, "cpu", contextlib.nullcontext,
+                            shard=shard or SINGLE)
+
+
+def test_fidelity_for_run_is_the_same_whatever_the_batches_and_shards(tmp_path, monkeypatch):
+    """Streaming: the batch size does not change the numbers; a 2-rank evaluation (faked in one process:
+    rank 1 first, then rank 0, whose gather returns both ranks' statistics) equals the single-process one."""
+    from harness import fidelity
+
+    monkeypatch.setattr(fidelity, "InceptionFeatures", _ProjectionFeatures)
+    single, note = _run_fidelity(tmp_path)
+    assert set(single) == {"r_fid", "r_is"} and single["r_fid"] > 0 and single["r_is"] > 1
+    assert "N=45" in note
+    other_batches, _ = _run_fidelity(tmp_path, batch_size=45)
+    assert other_batches == pytest.approx(single, rel=1e-6)  # float32 features: rounding differs by batch
+
+    states: dict[int, dict] = {}
+
+    def gather_for(rank):
+        def gather(state):
+            states[rank] = state
+            return [states[r] for r in sorted(states)]
+        return gather
+
+    _run_fidelity(tmp_path, shard=fidelity.Shard(1, 2, gather_for(1)))
+    sharded, _ = _run_fidelity(tmp_path, shard=fidelity.Shard(0, 2, gather_for(0)))
+    assert sharded == pytest.approx(single, rel=1e-6)
+    assert int(states[0]["originals"]["count"]) == 23 and int(states[1]["originals"]["count"]) == 22
+    capped, note = _run_fidelity(tmp_path, samples=20)
+    assert "N=20" in note and capped["r_fid"] != pytest.approx(single["r_fid"])
+
+
+def test_shards_need_a_gather_and_a_valid_rank():
+    from harness.fidelity import Shard
+
+    with pytest.raises(ValueError, match="gather"):
+        Shard(0, 2)
+    with pytest.raises(ValueError, match="rank 2"):
+        Shard(2, 2, gather=list)

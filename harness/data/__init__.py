@@ -27,6 +27,11 @@ video_folder     .npy/.npz clip arrays or folders of frames (BAIR, UCF-101 as fr
 
 The two photo datasets hold photographs out for validation (chosen from ``seed``), so no
 validation pixel is ever seen in training.
+
+ImageNet-scale folders (paper §4.2): image_folder and video_folder list their files from a cached index
+(index.py), decode JPEGs reduced and resize in uint8 (decode.py), and name an unreadable file in an
+UnreadableFile error, or skip and report it with ``skip_corrupt``. loading.py stacks batches on the CPU (in
+DataLoader workers) for the training loop to move to the device.
 """
 
 from __future__ import annotations
@@ -40,7 +45,7 @@ from torch.utils.data import Dataset
 
 from ..schema import unknown_name
 from .cifar import CIFAR_FILES, CIFAR_FOLDER, Cifar10
-from .common import SPLITS, check_split
+from .common import SPLITS, UnreadableFile, check_split
 from .digits import Digits
 from .folders import (
     ARRAY_EXTENSIONS,
@@ -63,6 +68,7 @@ __all__ = [
     "DATASETS",
     "MIN_PHOTOS",
     "SPLITS",
+    "UnreadableFile",
     "Cifar10",
     "Digits",
     "ImageFolder",

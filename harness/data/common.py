@@ -1,4 +1,4 @@
-"""Shared helpers of the datasets: seeding, train/val splits, pixel conversion, resizing, reading images."""
+"""Shared helpers of the datasets: seeding, train/val splits, pixel conversion, resizing."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
 
 SPLITS = ("train", "val")
 
@@ -61,12 +60,17 @@ def to_unit(pixels: np.ndarray) -> torch.Tensor:
     return (values / 127.5 - 1.0).contiguous()
 
 
+def resized_shape(height: int, width: int, size: int) -> tuple[int, int]:
+    """(height, width) of an image resized so that its short side is `size` (neither side below it)."""
+    scale = size / min(height, width)
+    return max(size, round(height * scale)), max(size, round(width * scale))
+
+
 def resize_center_crop(images: torch.Tensor, size: int) -> torch.Tensor:
     """(N, C, H, W) -> (N, C, size, size): short side resized to `size` (antialiased
     bilinear), then the center cropped; values stay in [-1, 1]."""
     height, width = images.shape[-2:]
-    scale = size / min(height, width)
-    new_h, new_w = max(size, round(height * scale)), max(size, round(width * scale))
+    new_h, new_w = resized_shape(height, width, size)
     if (new_h, new_w) != (height, width):
         images = F.interpolate(
             images, size=(new_h, new_w), mode="bilinear", antialias=True, align_corners=False
@@ -75,15 +79,22 @@ def resize_center_crop(images: torch.Tensor, size: int) -> torch.Tensor:
     return images[..., top : top + size, left : left + size].clamp(-1.0, 1.0).contiguous()
 
 
-def read_image(path: Path) -> np.ndarray:
-    """An image file as uint8 (H, W, 3); an unreadable file raises OSError naming it."""
-    try:
-        with Image.open(path) as image:
-            return np.asarray(image.convert("RGB"))
-    except (OSError, ValueError) as error:
-        raise OSError(f"cannot read image {path}: {error}") from error
-
-
 def natural_key(path: Path) -> list:
     """Sort key that orders frame_2 before frame_10."""
     return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", path.name)]
+
+
+class UnreadableFile(OSError, ValueError):
+    """A data file that cannot be read or decoded (missing, truncated, corrupt); the message names it.
+
+    An OSError (as the file system's errors) and a ValueError (as a malformed file's), so callers catching
+    either still catch it; `data.skip_corrupt` skips exactly these. Built from one message alone, it is the
+    error a DataLoader re-raises from a worker (whose message, with the worker's traceback, names the file).
+    """
+
+    def __init__(self, what: str, path=None, reason=None):
+        super().__init__(what if path is None else f"cannot read {what} {path}: {reason}")
+        self.what, self.path, self.reason = what, None if path is None else str(path), reason
+
+    def __reduce__(self):  # picklable, so it crosses process boundaries whole
+        return type(self), (self.what, self.path, None if self.reason is None else str(self.reason))

@@ -1,9 +1,13 @@
 """Folders on disk: image_folder (ImageNet / FFHQ layouts) and video_folder (.npy/.npz clips or frame folders:
-BAIR, UCF-101 as frames)."""
+BAIR, UCF-101 as frames).
+
+The files of a folder come from its cached index (index.py), images and frames are decoded reduced and resized
+in uint8 (decode.py). An unreadable file raises UnreadableFile naming it; with `skip_corrupt` the item is
+taken from the next readable file instead (`load` says which files were skipped, so the run can count them).
+"""
 
 from __future__ import annotations
 
-import os
 import warnings
 import zipfile
 from collections.abc import Callable
@@ -16,42 +20,39 @@ import torch
 from torch.utils.data import Dataset
 
 from ..schema import setting
-from .common import (
-    SPLITS,
-    as_rgb,
-    check_index,
-    natural_key,
-    read_image,
-    resize_center_crop,
-    seeded_rng,
-    split_indices,
-    to_unit,
-)
+from .common import SPLITS, UnreadableFile, as_rgb, check_index, natural_key, seeded_rng, split_indices
+from .decode import read_image_reduced, resize_center_crop_uint8, to_unit_from_uint8
+from .index import indexed_files
 
 
 @dataclass(frozen=True)
 class ImageFolderParams:
     """image_folder: root (str, required); size (int, 256) output side (short side resized,
     then center crop); extensions (list of str, .jpg .jpeg .png); val_fraction (float, 0.1)
-    used only when root has no train/val subfolders."""
+    used only when root has no train/val subfolders; skip_corrupt (bool, false) replaces an unreadable
+    image by the next readable one (and the run's record counts them) instead of failing."""
 
     root: str = setting()
     size: int = setting(256, at_least=1)
     extensions: tuple[str, ...] = setting((".jpg", ".jpeg", ".png"))
     val_fraction: float = setting(0.1, above=0, below=1)
+    skip_corrupt: bool = setting(False)
 
 
 @dataclass(frozen=True)
 class VideoFolderParams:
     """video_folder: root (str, required); frames (int, 16) per clip; size (int, 64) output
     side; stride (int, 1) step between the frames of a clip; val_fraction (float, 0.1) used
-    only when root has no train/val subfolders."""
+    only when root has no train/val subfolders; skip_corrupt (bool, false) leaves out clip arrays whose
+    header cannot be read and replaces a clip with an unreadable frame by the next readable clip (the run's
+    record counts them) instead of failing."""
 
     root: str = setting()
     frames: int = setting(16, at_least=1)
     size: int = setting(64, at_least=1)
     stride: int = setting(1, at_least=1)
     val_fraction: float = setting(0.1, above=0, below=1)
+    skip_corrupt: bool = setting(False)
 
 
 def _split_items(
@@ -83,21 +84,38 @@ def image_suffixes(extensions: tuple[str, ...]) -> set[str]:
     return {e.lower() if e.startswith(".") else f".{e.lower()}" for e in extensions}
 
 
-def _files_under(base: Path, extensions: tuple[str, ...]) -> list[Path]:
-    """Non-hidden files under `base` (recursively) with one of `extensions`, sorted."""
-    suffixes = image_suffixes(extensions)
-    return sorted(
-        p
-        for p in base.rglob("*")
-        if p.suffix.lower() in suffixes and not p.name.startswith(".") and p.is_file()
-    )
+class _SkipsCorrupt:
+    """`load(index)` for a dataset whose `read(index)` may raise UnreadableFile: the item, or with
+    `params.skip_corrupt` the item of the next readable index (wrapping around), with the skipped paths.
+    `skipped_files`: the unreadable files left out when the dataset was built."""
+
+    skipped_files: tuple[str, ...] = ()
+
+    def read(self, index: int) -> torch.Tensor:
+        raise NotImplementedError
+
+    def load(self, index: int) -> tuple[torch.Tensor, tuple[str, ...]]:
+        index = check_index(index, len(self))
+        skipped: list[str] = []
+        for attempt in range(len(self)):
+            try:
+                return self.read((index + attempt) % len(self)), tuple(skipped)
+            except UnreadableFile as error:
+                if not self.params.skip_corrupt:
+                    raise
+                skipped.append(error.path)
+        raise UnreadableFile("any item of", type(self).__name__, f"all {len(self)} files are unreadable")
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        return self.load(index)[0]
 
 
-class ImageFolder(Dataset):
+class ImageFolder(_SkipsCorrupt, Dataset):
     """Images from root/<split>/<class>/*.jpg|png, or from root/<class>/* split by seed."""
 
     Params: ClassVar[type] = ImageFolderParams
     kind: ClassVar[str] = "image"
+    decodes_files: ClassVar[bool] = True
 
     def __init__(self, params: ImageFolderParams, split: str, seed: int):
         self.params = params
@@ -106,17 +124,17 @@ class ImageFolder(Dataset):
             f"root/train/<class>/*.{pattern} and root/val/<class>/*.{pattern}, or "
             f"root/<class>/*.{pattern} (split by seed with val_fraction)"
         )
+        suffixes = frozenset(image_suffixes(params.extensions))
         self.files = _split_items(
             params.root, split, seed, params.val_fraction,
-            lambda base: _files_under(base, params.extensions), "images", layout,
+            lambda base: indexed_files(base, suffixes), "images", layout,
         )
 
     def __len__(self) -> int:
         return len(self.files)
 
-    def __getitem__(self, index: int) -> torch.Tensor:
-        image = read_image(self.files[check_index(index, len(self))])
-        return resize_center_crop(to_unit(image)[None], self.params.size)[0]
+    def read(self, index: int) -> torch.Tensor:
+        return to_unit_from_uint8(read_image_reduced(self.files[index], self.params.size))
 
 
 FRAME_EXTENSIONS = (".png", ".jpg", ".jpeg")
@@ -134,10 +152,10 @@ class _ArrayVideo:
         self.path = path
         try:
             shape, dtype = self._header()
-        except (OSError, ValueError, zipfile.BadZipFile) as error:
-            raise ValueError(
-                f"cannot read video array {path}: {error}; expected a .npy, or a .npz holding one "
-                "array, of shape (T, H, W, C) uint8"
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
+            raise UnreadableFile(
+                "video array", path, f"{error}; expected a .npy, or a .npz holding one array, of shape "
+                "(T, H, W, C) uint8"
             ) from error
         if len(shape) != 4 or shape[-1] not in (1, 3) or dtype != np.uint8:
             raise ValueError(
@@ -161,12 +179,19 @@ class _ArrayVideo:
                 shape, _, dtype = read(stream)
         return shape, dtype
 
-    def read(self, frames: np.ndarray) -> np.ndarray:
-        """The given frames as uint8 (t, H, W, 3)."""
+    def _pixels(self, frames: np.ndarray) -> np.ndarray:
         if self.path.suffix.lower() == ".npy":
-            return as_rgb(np.load(self.path, mmap_mode="r")[frames])
+            return np.load(self.path, mmap_mode="r")[frames]
         with np.load(self.path) as archive:
-            return as_rgb(archive[archive.files[0]][frames])
+            return archive[archive.files[0]][frames]
+
+    def read(self, frames: np.ndarray, size: int) -> torch.Tensor:
+        """The given frames as uint8 (t, 3, size, size), each resized like an image_folder image."""
+        try:
+            pixels = np.ascontiguousarray(as_rgb(self._pixels(frames)))
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
+            raise UnreadableFile("video array", self.path, error) from error
+        return resize_center_crop_uint8(torch.from_numpy(pixels).permute(0, 3, 1, 2), size)
 
 
 class _FrameFolder:
@@ -177,36 +202,46 @@ class _FrameFolder:
         self.frames = sorted(frames, key=natural_key)
         self.length = len(self.frames)
 
-    def read(self, frames: np.ndarray) -> np.ndarray:
-        """The given frames as uint8 (t, H, W, 3)."""
-        return np.stack([read_image(self.frames[i]) for i in frames])
+    def read(self, frames: np.ndarray, size: int) -> torch.Tensor:
+        """The given frames as uint8 (t, 3, size, size), each decoded reduced (decode.py)."""
+        return torch.stack([read_image_reduced(self.frames[i], size) for i in frames])
 
 
-def _find_videos(base: Path) -> list[_ArrayVideo | _FrameFolder]:
-    """Every clip array and every folder holding frame images under `base`, sorted by path."""
+def _find_videos(base: Path, skip_corrupt: bool, skipped: list[str]) -> list[_ArrayVideo | _FrameFolder]:
+    """Every clip array and every folder holding frame images under `base` (from its file index), sorted by
+    path. With `skip_corrupt`, arrays whose header cannot be read are left out and added to `skipped`."""
     videos: list[_ArrayVideo | _FrameFolder] = []
-    for folder, subfolders, files in os.walk(base):
-        subfolders.sort()
-        visible = [Path(folder, f) for f in sorted(files) if not f.startswith(".")]
-        frames = [p for p in visible if p.suffix.lower() in FRAME_EXTENSIONS]
-        if frames:
-            videos.append(_FrameFolder(Path(folder), frames))
-        videos.extend(_ArrayVideo(p) for p in visible if p.suffix.lower() in ARRAY_EXTENSIONS)
+    frame_folders: dict[Path, list[Path]] = {}
+    for path in indexed_files(base, frozenset(FRAME_EXTENSIONS + ARRAY_EXTENSIONS)):
+        if path.suffix.lower() in FRAME_EXTENSIONS:
+            frame_folders.setdefault(path.parent, []).append(path)
+            continue
+        try:
+            videos.append(_ArrayVideo(path))
+        except UnreadableFile as error:
+            if not skip_corrupt:
+                raise
+            skipped.append(error.path)
+    videos.extend(_FrameFolder(folder, frames) for folder, frames in frame_folders.items())
     return sorted(videos, key=lambda v: v.path)
 
 
-class VideoFolder(Dataset):
+class VideoFolder(_SkipsCorrupt, Dataset):
     """One clip per video: `frames` frames `stride` apart from a seeded start, each resized
     (short side) and center-cropped to size x size. Videos too short are skipped."""
 
     Params: ClassVar[type] = VideoFolderParams
     kind: ClassVar[str] = "video"
+    decodes_files: ClassVar[bool] = True
 
     def __init__(self, params: VideoFolderParams, split: str, seed: int):
         self.params, self.split, self.seed = params, split, seed
+        unreadable: list[str] = []
         videos = _split_items(
-            params.root, split, seed, params.val_fraction, _find_videos, "videos", VIDEO_LAYOUT
+            params.root, split, seed, params.val_fraction,
+            lambda base: _find_videos(base, params.skip_corrupt, unreadable), "videos", VIDEO_LAYOUT,
         )
+        self.skipped_files = tuple(unreadable)
         self.span = (params.frames - 1) * params.stride + 1
         self.videos = [v for v in videos if v.length >= self.span]
         if len(self.videos) < len(videos):
@@ -229,7 +264,7 @@ class VideoFolder(Dataset):
         rng = seeded_rng(self.seed, "video_folder", SPLITS.index(self.split), index)
         return int(rng.integers(self.videos[index].length - self.span + 1))
 
-    def __getitem__(self, index: int) -> torch.Tensor:
+    def read(self, index: int) -> torch.Tensor:
         frames = self.start(index) + self.params.stride * np.arange(self.params.frames)
-        clip = to_unit(self.videos[index].read(frames))
-        return resize_center_crop(clip, self.params.size).transpose(0, 1).contiguous()
+        clip = self.videos[index].read(frames, self.params.size)
+        return to_unit_from_uint8(clip).transpose(0, 1).contiguous()
