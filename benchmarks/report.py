@@ -375,6 +375,12 @@ def render(data: dict, machine: dict, device: str, threads_arg: int, command: st
     if not run.section("f"):
         out.append("Not measured in this run (skipped; see the pytest output).\n")
 
+    # --- g (benchmarks/data_report.py: loading and streamed fidelity, issue-sized targets of their own)
+    if any(run.section(name) for name in ("g-decode", "g-index", "g-fidelity")):
+        from benchmarks.data_report import render_data_section
+
+        out.append(render_data_section(run)[0])
+
     # targets (placed after the machine section)
     rows = [[TARGETS_TEXT[key], verdicts[key][0] if key in verdicts else "not measured",
              holds(verdicts[key][1] if key in verdicts else None)] for key in TARGETS_TEXT]

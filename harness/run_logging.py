@@ -24,10 +24,10 @@ from __future__ import annotations
 
 import importlib
 import logging
-from pathlib import Path
 
 import torch
 
+from .data.loading import to_device
 from .schema import Problem
 
 logger = logging.getLogger(__name__)
@@ -197,7 +197,8 @@ class RunLog:
             return None
         if self.images is None:
             count = min(IMAGES if trainer.val_set[0].ndim == 3 else 1, len(trainer.val_set))
-            self.images = trainer.collate([trainer.val_set[i] for i in range(count)])
+            self.images = to_device(torch.stack([trainer.val_set[i] for i in range(count)]), trainer.device,
+                                    trainer.memory_format)
         model = trainer.model
         was_training = model.training
         devices = []

@@ -15,8 +15,8 @@ from helpers_harness import ROOT, TINY_BASE, tiny_raw, write_yaml
 
 import estimators
 from estimators import rotation_math
-from harness import train as train_module
 from harness.config import ConfigError, RunConfig
+from harness.data.loading import to_device
 from harness.status import RunStatus
 from harness.suite import load_suite
 from harness.train import FiniteWatch, Trainer, train_run
@@ -79,18 +79,18 @@ def test_cpu_runs_keep_the_default_memory_format_and_record_no_speed_settings(tm
     trainer = Trainer(config, directory, progress=False)
     trainer.build()
     assert trainer.speed == {}
-    batch = trainer.collate([trainer.train_set[i] for i in range(2)])
+    batch = next(iter(trainer.train_batches()))
     assert batch.is_contiguous() and trainer.fixed_batch.is_contiguous()
     assert all(p.is_contiguous() for p in trainer.model.parameters())
 
 
-def test_collate_gives_channels_last_image_batches_and_leaves_video_alone():
+def test_device_transfer_gives_channels_last_image_batches_and_leaves_video_alone():
     images = [torch.randn(3, 8, 8) for _ in range(2)]
-    batch = train_module._collate(torch.device("cpu"), torch.channels_last, images)
+    batch = to_device(torch.stack(images), torch.device("cpu"), torch.channels_last)
     assert batch.is_contiguous(memory_format=torch.channels_last) and not batch.is_contiguous()
     assert torch.equal(batch, torch.stack(images))
     clips = [torch.randn(3, 2, 8, 8) for _ in range(2)]
-    assert train_module._collate(torch.device("cpu"), torch.channels_last, clips).is_contiguous()
+    assert to_device(torch.stack(clips), torch.device("cpu"), torch.channels_last).is_contiguous()
 
 
 def test_convolutional_families_ask_for_channels_last_and_name_their_compiled_networks():
