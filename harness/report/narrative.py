@@ -80,7 +80,8 @@ def what_ran(df: pd.DataFrame, loaded: LoadedResults, suite, suite_name: str) ->
         columns.sort(key=(lambda c: wanted.index(c[len(prefix):])) if wanted is not None else None)
         parts = []
         for column in columns:
-            values = sorted({plain(v) for v in df[column] if not isnan(v)}, key=natural_key)
+            # ties of natural_key (0.001 and 0.0001) fall back on the text: the same order in every process
+            values = sorted({plain(v) for v in df[column] if not isnan(v)}, key=lambda v: (natural_key(v), v))
             if values:
                 parts.append(f"{column[len(prefix):]} = {' | '.join(values)}")
         if parts:
