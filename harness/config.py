@@ -117,7 +117,9 @@ class TrainingConfig:
         None, above=0, doc="minutes of wall-clock time between checkpoints, besides checkpoint_every")
     diagnostics_every: int | None = setting(
         None, at_least=1, doc="steps between gradient diagnostics; null: at each evaluation")
-    usage_window: int = setting(50, at_least=1, doc="training metrics average the last this-many logged steps")
+    usage_window: int | None = setting(None, at_least=1, doc=(
+        "training metrics (train_*) average the values logged in the last this-many steps of the run; "
+        "null: the last 10% of the run (end-of-training values)"))
     progress_bar: bool = setting(True, doc="show a tqdm progress bar")
     compile: bool = setting(False, doc="torch.compile the model's networks (README \"Training on GPUs\")")
     world_size: int = setting(1, at_least=1, doc="processes of the run on one machine, one per GPU or CPU "

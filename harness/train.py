@@ -139,9 +139,20 @@ def apply_speed_settings(model, device: torch.device, training) -> dict:
     return applied
 
 
-def _mean_last(history: list[dict], key: str, window: int) -> float | None:
-    values = [row[key] for row in history if row.get("kind") == "train" and key in row]
-    values = values[-window:]
+#: Without `training.usage_window`, the training metrics average the last this fraction of the run.
+END_OF_TRAINING_FRACTION = 0.1
+
+
+def training_metric_window(steps: int, window: int | None) -> int:
+    """The first step of the window the training metrics (train_*) average: the last `window` steps of a run
+    of `steps` steps, or its last END_OF_TRAINING_FRACTION when `window` is None; the last step always counts.
+    End-of-training values, as the paper's tables report the trained model (paper §5)."""
+    length = window if window is not None else math.ceil(END_OF_TRAINING_FRACTION * steps)
+    return max(0, steps - max(1, length))
+
+
+def _mean_last(history: list[dict], key: str, first_step: int) -> float | None:
+    values = [row[key] for row in history if row.get("kind") == "train" and key in row and row["step"] >= first_step]
     return float(np.mean(values)) if values else None
 
 
@@ -465,7 +476,8 @@ class Trainer:
         return RunResult(RunStatus.PREEMPTED, step, {"steps": step})
 
     def finish(self) -> RunResult:
-        """Final evaluation, diagnostics, training averages and fidelity metrics, then the history and the
+        """Final evaluation, diagnostics, end-of-training averages (`training_metric_window`, the steps they
+        cover in `notes.train_window`) and fidelity metrics, then the history and the
         model's artifacts. `should_stop` is polled before each stage: the run then ends as `preempted` (its
         checkpoint is the last step's, so the resumed run redoes these stages alone)."""
         metrics: dict = {}
@@ -479,10 +491,12 @@ class Trainer:
             if self.stop_requested():
                 return self.preempt(self.steps)
             stage()
+        first_step = training_metric_window(self.steps, self.training.usage_window)
         for key in ("rec_loss", "usage_batch", "quant_error", "loss"):
-            value = _mean_last(self.history, key, self.training.usage_window)
+            value = _mean_last(self.history, key, first_step)
             if value is not None:
                 metrics[f"train_{key}"] = value
+                notes["train_window"] = [first_step, self.steps - 1]
         metrics["steps"] = self.steps
         metrics["wall_time_s"] = self.elapsed()
         if self.skipped_files:

@@ -36,4 +36,13 @@ def test_committed_tables_and_report_regenerate_identically(tmp_path, suite_name
 
 
 def test_the_reference_suites_are_committed():
-    assert {"quickstart", "appendix_a2", "appendix_a4", "figures", "appendix_a9", "beyond_paper"} <= set(COMMITTED)
+    assert {"quickstart", "appendix_a2", "appendix_a2_sensitivity", "appendix_a4", "appendix_a8", "figures",
+            "appendix_a9", "beyond_paper"} <= set(COMMITTED)
+
+
+def test_reference_records_come_from_their_suites_cpu_profile():
+    """Every committed record is a run of its suite as the suite file now stands (no stale records)."""
+    for suite_name in COMMITTED:
+        expected = {spec.run_id for spec in load_suite(suite_name, profile="cpu").runs}
+        committed = {p.name for p in (RESULTS / suite_name / "runs").iterdir() if (p / "record.json").exists()}
+        assert committed == expected, suite_name

@@ -84,7 +84,7 @@ def write_fake_runs(out: Path, suite) -> None:
         else:
             metrics = {m: metric_value(lookup, approach, m, seed) for m in BASE[lookup][approach]}
             metrics.update(val_psnr=20.0 + seed, steps=5, wall_time_s=1.0)
-            record.update(metrics=metrics, notes={"fidelity": FIDELITY_NOTE})
+            record.update(metrics=metrics, notes={"fidelity": FIDELITY_NOTE, "train_window": [3, 4]})
         store.write_json(directory / store.RECORD, record)
         scale = BASE[lookup][approach]["train_rec_loss"]
         rows = [{"kind": "train", "step": s, "rec_loss": scale * (5 - s), "usage_batch": 0.1 * s,
@@ -391,6 +391,9 @@ def test_report_md_sections_and_figures(fake):
         assert (fake["dir"] / f"{stem}.png").exists() and (fake["dir"] / f"{stem}.pdf").exists()
         assert f"![{stem}]({stem}.png)" in md
     assert "not drawn" not in md  # push_pull has no synthetic runs here: nothing to draw, nothing to report
+    assert ("- Training metrics (train_*): end-of-training values, the mean of the values logged over steps 3-4 "
+            "of 5 (`training.usage_window`; null: the last 10% of the run)") in md
+    assert md.count("Training metrics are end-of-training values (the window is under What ran).") == 1
 
 
 def test_an_unknown_figure_name_is_reported_not_raised(fake):

@@ -76,6 +76,18 @@ def test_noise_with_two_seeds_is_inconclusive_even_where_the_means_point_the_pap
     assert verdict.difference.low < 0 < verdict.difference.high
 
 
+def test_a_section_with_no_significant_claim_says_it_is_not_resolved(tmp_path):
+    verdict_for(tmp_path, {"ste": {0: 2.0e-3, 1: 2.0e-3}, "rotation": {0: 1.0e-3, 1: 2.0e-3}}, [0, 1])
+    md = (tmp_path / "out" / "verdicts" / "report.md").read_text()
+    assert "**Not resolved.** None of the" in md and "neither reproduce nor contradict the paper" in md
+
+
+def test_a_section_with_a_significant_claim_is_resolved(tmp_path):
+    verdict_for(tmp_path, {"ste": {0: 5.0e-3, 1: 6.0e-3, 2: 5.5e-3},
+                           "rotation": {0: 5.0e-4, 1: 6.5e-4, 2: 5.5e-4}}, [0, 1, 2])
+    assert "Not resolved" not in (tmp_path / "out" / "verdicts" / "report.md").read_text()
+
+
 def test_one_paired_seed_is_inconclusive(tmp_path):
     verdict = verdict_for(tmp_path, {"ste": {0: 5.0e-3}, "rotation": {0: 5.0e-4}}, [0])
     assert verdict.outcome == report.Outcome.INCONCLUSIVE and verdict.why == "1 paired seed, 2 needed"

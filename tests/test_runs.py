@@ -22,7 +22,7 @@ from harness.cli import make_report_main, run_suite_main
 from harness.executors import run_local
 from harness.runner import execute_run
 from harness.suite import load_suite
-from harness.train import Trainer
+from harness.train import Trainer, training_metric_window
 from helpers_harness import (assert_same_metrics, no_report, one_torch_thread, read_history,  # noqa: F401
                              read_record, records_by_id, tiny_raw, write_suite, write_yaml)
 
@@ -102,13 +102,31 @@ def test_estimator_run_finishes_with_sane_metrics(estimator_runs, name):
     assert all(math.isfinite(float(row["loss"])) for row in train)
     assert [int(row["step"]) for row in evals] == [STEPS]
     assert float(evals[0]["val_rec_loss"]) == pytest.approx(metrics["val_rec_loss"])
-    # training metrics are the mean of the logged steps (usage_window 50 > 4 steps)
-    assert metrics["train_rec_loss"] == pytest.approx(np.mean([float(r["rec_loss"]) for r in train]))
+    # training metrics are end-of-training values: the last 10% of 4 steps is the last step alone
+    assert metrics["train_rec_loss"] == pytest.approx(float(train[-1]["rec_loss"]))
+    assert estimator_runs["records"][0]["notes"]["train_window"] == [STEPS - 1, STEPS - 1]
     assert (directory / "checkpoint.pt").exists()
     umask = os.umask(0)
     os.umask(umask)
     for name in ("record.json", "history.csv", "checkpoint.pt"):  # the user's umask, not mkstemp's 0600
         assert stat.S_IMODE((directory / name).stat().st_mode) == 0o666 & ~umask, name
+
+
+@pytest.mark.parametrize("steps, window, first", [(400, None, 360), (401, None, 360), (4, None, 3), (1, None, 0),
+                                                 (400, 50, 350), (400, 1, 399), (30, 500, 0)])
+def test_training_metric_window(steps, window, first):
+    assert training_metric_window(steps, window) == first
+
+
+def test_training_metrics_average_the_window_only(tmp_path):
+    suite = write_suite(tmp_path, base={"training": {"steps": 12, "log_every": 2, "usage_window": 5}})
+    config = load_suite(suite).runs[0].config
+    result = Trainer(config, tmp_path / "run", progress=False).run()
+    train = [row for row in read_history(tmp_path / "run") if row["kind"] == "train"]
+    window = [float(row["rec_loss"]) for row in train if int(row["step"]) >= 7]
+    assert [int(row["step"]) for row in train if int(row["step"]) >= 7] == [8, 10, 11]
+    assert result.metrics["train_rec_loss"] == pytest.approx(np.mean(window))
+    assert result.notes["train_window"] == [7, 11]
 
 
 def test_load_results(estimator_runs):

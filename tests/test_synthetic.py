@@ -20,6 +20,7 @@ from harness import store
 from harness.status import RunStatus
 from harness.cli import run_suite_main
 from harness.diagnostics import supports_diagnostics
+from harness.report.stats import paired_difference
 from harness.figures import FIGURES
 from harness.config import RunConfig
 from harness.suite import SuiteError, load_suite
@@ -146,16 +147,33 @@ def test_himmelblau_snapshots_and_progress(results):
     assert {"val_distortion", "val_objective_points", "val_objective_codes", "val_usage"} <= set(df.columns)
 
 
+def test_appendix_a2_judges_its_claims_on_twenty_seeds():
+    suite = load_suite(SUITES / "appendix_a2.yaml")
+    assert sorted({spec.config.seed for spec in suite.runs}) == list(range(20))
+
+
+#: Paper A.2's two claims on the state after 100 updates, each a quantity the rotation trick makes lower.
+A2_CLAIMS = {"distortion": "the points cluster more tightly around their codes",
+             "objective_codes": "the codes reach the minima sooner (mean f(q) over the points)"}
+
+
+@pytest.mark.parametrize("quantity", sorted(A2_CLAIMS))
 @pytest.mark.xfail(strict=True, reason=(
-    "Paper A.2 claims lower distortion for the rotation trick after 100 updates. With this harness's reading "
-    "(256 points uniform in [-5, 5]^2, 16 codes, per-point gradients, EMA 0.8, lr 1e-3) it holds for seed 0 "
-    "only (0.073 vs 0.106); seeds 1 and 2 have the STE lower. Over seeds 0-19 the rotation trick is lower in "
-    "65% of seeds after 33 updates, 40% after 66 and 25% after 100. Not reproduced; see the report."))
-def test_himmelblau_rotation_has_lower_distortion_after_100_updates(results):
+    "Paper A.2 claims that after 100 updates the rotation trick has the lower distortion and the lower mean "
+    "objective at the codes. With suites/appendix_a2.yaml's set-up (every choice the paper leaves open is "
+    "stated there) neither holds over 20 seeds: the paired difference rotation - STE is positive for both "
+    "(distortion p = 0.006, mean f(q) p = 0.03; README \"Reference results\"). Not reproduced."))
+def test_himmelblau_rotation_is_lower_after_100_updates(results, quantity):
+    """The claim holds where the 95% t-interval of the paired difference rotation − STE lies below zero
+    (README "Reports": the verdict rule)."""
     directory, df = results("appendix_a2")
     runs = by_label(directory, df, "config.seed", "config.estimator.name")
-    for seed in sorted({seed for seed, _ in runs}):
-        assert runs[(seed, "rotation")]["final"]["distortion"] < runs[(seed, "ste")]["final"]["distortion"], seed
+    seeds = sorted({seed for seed, _ in runs})
+    difference = paired_difference({s: runs[(s, "rotation")]["final"][quantity] for s in seeds},
+                                   {s: runs[(s, "ste")]["final"][quantity] for s in seeds})
+    assert difference.n == 20
+    assert difference.high < 0, f"{A2_CLAIMS[quantity]}: rotation − STE = {difference.mean:.4g} " \
+                                f"[{difference.low:.4g}, {difference.high:.4g}]"
 
 
 @pytest.mark.parametrize("interruption", ["crash", "preemption"])

@@ -1,6 +1,8 @@
 """The colour photographs shipped inside scikit-image and scikit-learn, and the two datasets cut from them:
-natural_patches (random crops) and panning_photos (a window sliding across a photograph). Photographs are held
-out for validation by the seed, so no validation pixel is seen in training."""
+natural_patches (random crops) and panning_photos (a window sliding across a photograph). The same photographs
+are held out for validation whatever the seed, and the validation items are the same for every seed: seeds vary
+the initialisation and the training batches, not the test set, so a paired comparison across seeds measures
+the estimators on one validation set. No validation pixel is seen in training."""
 
 from __future__ import annotations
 
@@ -24,7 +26,8 @@ from .common import SPLITS, as_rgb, check_index, check_split, seeded_rng, to_uni
 class PhotoParams:
     """Which photographs the photo datasets use (shared by natural_patches and panning_photos).
 
-    val_photos (int, 2): how many photographs are held out for validation (chosen from the seed).
+    val_photos (int, 2): how many photographs are held out for validation: the first this-many of
+        VALIDATION_ORDER that loaded, the same for every seed.
     max_side (int, 256): each photograph is downscaled once so its short side is at most this.
     """
 
@@ -70,6 +73,12 @@ SKIMAGE_PHOTOS = (
 #: sklearn.datasets.load_sample_image file names.
 SKLEARN_PHOTOS = ("china.jpg", "flower.jpg")
 MIN_PHOTOS = 4
+#: The order in which photographs are held out for validation (the first `val_photos` that loaded): two natural
+#: scenes first, so the default validation set is astronaut and china.jpg for every seed.
+VALIDATION_ORDER = ("astronaut", "china.jpg", "chelsea", "coffee", "flower.jpg", "rocket", "stereo_motorcycle",
+                    "hubble_deep_field", "immunohistochemistry", "retina", "colorwheel")
+#: The seed every validation item is drawn from, whatever the run's seed.
+VALIDATION_SEED = 0
 
 
 def _sklearn_sample_image(name: str) -> np.ndarray:
@@ -131,10 +140,9 @@ def natural_photos(max_side: int) -> dict[str, np.ndarray]:
     return photos
 
 
-def photo_split(split: str, seed: int, val_photos: int, max_side: int) -> dict[str, np.ndarray]:
-    """The photographs of `split`: `val_photos` of them, chosen from `seed`, are held out
-    for validation and the rest are for training. The choice depends only on the seed and
-    the names of the photographs that loaded, not on `max_side`."""
+def photo_split(split: str, val_photos: int, max_side: int) -> dict[str, np.ndarray]:
+    """The photographs of `split`: the first `val_photos` of VALIDATION_ORDER that loaded are held out for
+    validation and the rest are for training. The split is the same for every seed and every `max_side`."""
     check_split(split)
     photos = natural_photos(max_side)
     names = sorted(photos)
@@ -143,8 +151,14 @@ def photo_split(split: str, seed: int, val_photos: int, max_side: int) -> dict[s
             f"val_photos={val_photos} must be at least 1 and leave at least one of the "
             f"{len(names)} photographs for training"
         )
-    held_out = {names[i] for i in seeded_rng(seed, "photo_split").permutation(len(names))[:val_photos]}
+    held_out = [name for name in VALIDATION_ORDER if name in photos][:val_photos]
     return {name: photos[name] for name in names if (name in held_out) == (split == "val")}
+
+
+def item_seed(split: str, seed: int) -> int:
+    """The seed a photo dataset draws the items of `split` from: the run's seed for training batches,
+    VALIDATION_SEED for validation (one fixed validation set for every seed)."""
+    return seed if split == "train" else VALIDATION_SEED
 
 
 def _photos_at_least(photos: dict[str, np.ndarray], side: int, dataset: str) -> None:
@@ -173,9 +187,9 @@ class NaturalPatches(Dataset):
     kind: ClassVar[str] = "image"
 
     def __init__(self, params: NaturalPatchesParams, split: str, seed: int):
-        photos = photo_split(split, seed, params.val_photos, params.max_side)
+        photos = photo_split(split, params.val_photos, params.max_side)
         _photos_at_least(photos, params.size, "natural_patches")
-        self.params, self.split, self.seed = params, split, seed
+        self.params, self.split, self.seed = params, split, item_seed(split, seed)
         self.photo_names = tuple(photos)
         self._photos = tuple(photos.values())
         positions = np.array(
@@ -228,9 +242,9 @@ class PanningPhotos(Dataset):
     kind: ClassVar[str] = "video"
 
     def __init__(self, params: PanningPhotosParams, split: str, seed: int):
-        photos = photo_split(split, seed, params.val_photos, params.max_side)
+        photos = photo_split(split, params.val_photos, params.max_side)
         _photos_at_least(photos, params.size, "panning_photos")
-        self.params, self.split, self.seed = params, split, seed
+        self.params, self.split, self.seed = params, split, item_seed(split, seed)
         self.photo_names = tuple(photos)
         self._photos = tuple(photos.values())
         areas = np.array([p.shape[0] * p.shape[1] for p in self._photos], dtype=np.float64)

@@ -7,7 +7,7 @@ from .. import paper_numbers
 from .formatting import fmt_interval, fmt_paper, fmt_ratio, fmt_value
 from .metrics import metric
 from .settings import paper_refs, unknown_refs
-from .verdicts import Verdict, counts_line
+from .verdicts import Outcome, Verdict, counts_line
 
 RULE = ("A claim **agrees** with the paper only where our evidence is significant: the 95% t-interval of the "
         "paired difference (approach − other, per seed, over the seeds both finished) excludes zero in the "
@@ -60,6 +60,7 @@ def _ref_lines(ref: str, verdicts: list[Verdict]) -> list[str]:
     if not verdicts:
         return lines + ["The paper reports no numbers to compare with here.", ""]
     lines += [f"Summary: {counts_line(verdicts)}.", ""]
+    lines += unresolved_lines(verdicts)
     not_run: dict[str, int] = {}
     rows = []
     ratio_mode = any(v.claim.ratio is not None for v in verdicts)
@@ -77,6 +78,16 @@ def _ref_lines(ref: str, verdicts: list[Verdict]) -> list[str]:
     if not_run:
         lines.append("")
     return lines
+
+
+def unresolved_lines(verdicts: list[Verdict]) -> list[str]:
+    """Where claims were measured but none is significant either way: the results do not resolve the effect."""
+    inconclusive = sum(v.outcome == Outcome.INCONCLUSIVE for v in verdicts)
+    if not inconclusive or any(v.outcome in (Outcome.AGREE, Outcome.DISAGREE) for v in verdicts):
+        return []
+    return [f"**Not resolved.** None of the {inconclusive} measured claims is significant at these seeds and this "
+            "scale (no 95% interval of a paired difference excludes zero): these results neither reproduce nor "
+            "contradict the paper here, whichever way the means point. More seeds or longer runs are needed.", ""]
 
 
 def agreement_lines(verdicts: list[Verdict], suite) -> list[str]:

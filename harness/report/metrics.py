@@ -32,10 +32,14 @@ class Metric:
         return f"{self.header} {self.arrow}".strip()
 
 
+#: Where every training metric's definition says which steps it averages.
+_END_OF_TRAINING = ("an end-of-training value: the mean of the values logged in the last 10% of the run's steps "
+                    "(the last `training.usage_window` steps when set; report.md gives the steps)")
+
 _REGISTERED = [
     Metric("train_usage_batch", "Usage (%)", "up", percent=True, definition=(
-        "fraction of the K codes used in each training batch, averaged over the last `usage_window` logged "
-        "steps: the paper's \"codebook usage\" as its text defines it (\"the percentage of codebook vectors "
+        "fraction of the K codes used in each training batch, " + _END_OF_TRAINING + ". This is the paper's "
+        "\"codebook usage\" as its text defines it (\"the percentage of codebook vectors "
         "that are used in each batch\", paper §5.1). The authors' code instead counts the distinct codes over "
         "a validation window of 256 images, divided by K; the two compare in direction, not in size.")),
     Metric("val_usage", "Usage, val set (%)", "up", percent=True, definition=(
@@ -49,18 +53,17 @@ _REGISTERED = [
         "exp(entropy) of the code histogram over the validation set.")),
     Metric("train_quant_error", "Quant. err.", "down", definition=(
         "per-element mean of (e − q)² in the lookup space on training batches, `F.mse_loss(q, e)`, as the "
-        "authors log it (the paper writes ‖e − q‖², paper Table 1), averaged over the last `usage_window` "
-        "logged steps.")),
+        "authors log it (the paper writes ‖e − q‖², paper Table 1); " + _END_OF_TRAINING + ".")),
     Metric("val_quant_error", "Val quant. err.", "down", definition=(
         "the same per-element mean of (e − q)² on the validation set.")),
     Metric("train_rec_loss", "Train rec.", "down", definition=(
-        "the reconstruction objective on training batches, averaged over the last `usage_window` logged "
-        "steps: MSE on images in [-1, 1] for the VQ-VAE (the paper: MSE on CLIP-normalised images), the "
+        "the reconstruction objective on training batches; " + _END_OF_TRAINING + ". MSE on images in [-1, 1] "
+        "for the VQ-VAE (the paper: MSE on CLIP-normalised images), the "
         "generator's reconstruction objective L_rec (pixel + perceptual terms) for the GAN families.")),
     Metric("train_loss", "Train loss", "down", definition=(
         "the loss the autoencoder's optimiser minimises (reconstruction plus the quantizer's auxiliary terms; "
         "for the GAN families the generator's loss, with its adversarial term once the discriminator starts), "
-        "averaged over the last `usage_window` logged steps.")),
+        + _END_OF_TRAINING + ".")),
     Metric("val_rec_loss", "Val rec.", "down", definition=(
         "reconstruction MSE on the validation set (images in [-1, 1]; the paper: CLIP-normalised).")),
     Metric("val_loss", "Val loss", "down", definition=(

@@ -80,11 +80,15 @@ def what_ran(df: pd.DataFrame, loaded: LoadedResults, suite, suite_name: str) ->
         columns.sort(key=(lambda c: wanted.index(c[len(prefix):])) if wanted is not None else None)
         parts = []
         for column in columns:
-            values = sorted({plain(v) for v in df[column] if not isnan(v)}, key=natural_key)
+            # ties of natural_key (0.001 and 0.0001) fall back on the text: the same order in every process
+            values = sorted({plain(v) for v in df[column] if not isnan(v)}, key=lambda v: (natural_key(v), v))
             if values:
                 parts.append(f"{column[len(prefix):]} = {' | '.join(values)}")
         if parts:
             lines.append(f"- {label}: " + "; ".join(parts))
+    window = training_window_line(records)
+    if window:
+        lines.append(window)
     keys = setting_keys(df)
     if keys:
         lines.append(f"- Varying across settings: {', '.join(keys)} (one block per setting in the tables)")
@@ -108,6 +112,19 @@ def what_ran(df: pd.DataFrame, loaded: LoadedResults, suite, suite_name: str) ->
     return lines
 
 
+def training_window_line(records) -> str | None:
+    """Which steps the training metrics (train_*) average, from the records' `notes.train_window`: the
+    end-of-training window (README "Metrics")."""
+    windows = sorted({(*window, (r.get("metrics") or {}).get("steps", window[-1] + 1))
+                      for r in records if (window := (r.get("notes") or {}).get("train_window"))})
+    if not windows:
+        return None
+    spans = " | ".join((f"steps {first}-{last}" if first < last else f"step {last}") + f" of {steps}"
+                       for first, last, steps in windows)
+    return (f"- Training metrics (train_*): end-of-training values, the mean of the values logged over {spans} "
+            f"(`training.usage_window`; null: the last 10% of the run)")
+
+
 def table_lines(tables: list[Table]) -> list[str]:
     lines = ["## Tables", ""]
     if not tables:
@@ -116,7 +133,9 @@ def table_lines(tables: list[Table]) -> list[str]:
         lines += [f"### {table.title}", "",
                   f"Mean ± half-width of the 95% t-interval over seeds (n = finished seeds; the mean alone when "
                   f"n = 1). Bold: best mean per setting. †: p < {ALPHA} in a paired t-test over seeds against "
-                  f"`{table.baseline}`." + (" Rows marked (paper) are the paper's numbers." if table.ref else ""),
+                  f"`{table.baseline}`." + (" Rows marked (paper) are the paper's numbers." if table.ref else "")
+                  + (" Training metrics are end-of-training values (the window is under What ran)."
+                     if any(c.startswith("train_") for c in table.columns) else ""),
                   "", markdown_table(table), "", f"LaTeX: [{table.stem}.tex]({table.stem}.tex)", ""]
         pvalues = markdown_pvalues(table)
         if pvalues:
