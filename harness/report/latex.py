@@ -135,6 +135,9 @@ def _caption(table: Table, suite_name: str, letters: dict, labels: dict, interva
         ranges = _half_width_ranges(table)
         if ranges:
             parts.append("Half-widths of the 95\\% t-intervals: " + "; ".join(ranges) + ".")
+    if any(name.startswith("train_") for name in table.columns):
+        parts.append("Training metrics are end-of-training values (the mean of the values logged in the "
+                     r"run's last steps, by default its last 10\%; report.md gives the steps).")
     if table.ref:
         parts.append("Rows marked (paper) are the paper's reported numbers.")
     configured = [(letters[id(b)], b.key) for b in table.blocks if b.key]
