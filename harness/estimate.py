@@ -61,6 +61,8 @@ class Configuration:
     config: RunConfig
     label: str
     runs: int
+    #: processes of each run (training.world_size × the SLURM job's tasks): each steps on its slice of the batch
+    processes: int = 1
 
 
 @dataclass
@@ -75,10 +77,17 @@ class Estimate:
     step_s: float | None = None
     peak_bytes: int | None = None
     problem: str | None = None
+    #: processes of each run; `batch_size` is one process's slice, `step_s` and `peak_bytes` one process's
+    processes: int = 1
 
     @property
     def images_per_s(self) -> float | None:
-        return None if self.step_s is None else self.batch_size / self.step_s
+        """Items per second of the whole run (every process)."""
+        return None if self.step_s is None else self.batch_size * self.processes / self.step_s
+
+    @property
+    def device_hours_per_run(self) -> float | None:
+        return None if self.hours_per_run is None else self.hours_per_run * self.processes
 
     @property
     def hours_per_run(self) -> float | None:
@@ -111,7 +120,8 @@ def configurations(suite) -> list[Configuration]:
         names = sorted({spec.config.estimator.name for spec in specs})
         parts = [f"{k}={first.label[k]}" for k in varying if k in first.label and k != "estimator.name"]
         parts.append("/".join(names))
-        result.append(Configuration(first.config, ", ".join(parts), len(specs)))
+        processes = first.config.training.world_size * suite.slurm.tasks()
+        result.append(Configuration(first.config, ", ".join(parts), len(specs), processes))
     return result
 
 
@@ -277,9 +287,12 @@ def estimate_configuration(configuration: Configuration, timed_steps: int = 3, w
                            host_memory: HostMemory | None = None) -> Estimate:
     """Time `configuration` on its device (see the module docstring)."""
     config = configuration.config
-    batch_size = config.training.batch_size
+    processes = configuration.processes
+    batch_size = config.training.batch_size // processes  # one process's slice (README "Several GPUs and nodes")
     steps, source = run_steps(config)
-    estimate = Estimate(configuration.label, configuration.runs, batch_size, steps, source)
+    if processes > 1:
+        source += f"; per process: batch {batch_size} of {config.training.batch_size} over {processes} processes"
+    estimate = Estimate(configuration.label, configuration.runs, batch_size, steps, source, processes=processes)
     shape = input_shape(config)
     if shape is None:
         estimate.problem = "skipped: a synthetic problem that reads no dataset (seconds on any CPU)"
@@ -293,7 +306,7 @@ def estimate_configuration(configuration: Configuration, timed_steps: int = 3, w
         with stand_in_perceptual_weights(config) as stand_in:
             if stand_in:
                 note = "; ".join(filter(None, [note, "no LPIPS weights here: timed with random ones"]))
-            _measure(estimate, config, device, shape, phases, timed_steps, warmup_steps, host_memory)
+            _measure(estimate, config, batch_size, device, shape, phases, timed_steps, warmup_steps, host_memory)
     except (torch.cuda.OutOfMemoryError, RuntimeError) as error:
         if not is_out_of_memory(error):
             raise
@@ -307,19 +320,19 @@ def estimate_configuration(configuration: Configuration, timed_steps: int = 3, w
     return estimate
 
 
-def _measure(estimate: Estimate, config: RunConfig, device: torch.device, shape: tuple[int, ...],
+def _measure(estimate: Estimate, config: RunConfig, batch_size: int, device: torch.device, shape: tuple[int, ...],
              phases: list[tuple[int, int]], timed_steps: int, warmup_steps: int, host_memory: HostMemory) -> None:
-    """Fill in `estimate`'s step time and peak memory, or, on the CPU, why the batch cannot fit."""
-    batch_size = config.training.batch_size
+    """Fill in `estimate`'s step time and peak memory at one process's `batch_size`, or, on the CPU, why that
+    batch cannot fit."""
     if device.type == "cpu":
-        needed = projected_host_bytes(config, device, shape, phases[-1][0], host_memory)
+        needed = projected_host_bytes(config, batch_size, device, shape, phases[-1][0], host_memory)
         available = available_host_bytes()
         if needed > available:
             estimate.problem = (f"does not fit at batch {batch_size}: needs about {needed / GIB:.1f} GiB "
                                 f"(projected from batches of 1 and 2), {available / GIB:.1f} GiB available")
             return
-    estimate.step_s, estimate.peak_bytes = _time_phases(config, device, shape, phases, timed_steps, warmup_steps,
-                                                        host_memory)
+    estimate.step_s, estimate.peak_bytes = _time_phases(config, batch_size, device, shape, phases, timed_steps,
+                                                        warmup_steps, host_memory)
 
 
 @contextmanager
@@ -353,8 +366,9 @@ def _weights_present(path: str | None) -> bool:
     return True
 
 
-def _time_phases(config: RunConfig, device: torch.device, shape: tuple[int, ...], phases: list[tuple[int, int]],
-                 timed_steps: int, warmup_steps: int, host_memory: HostMemory) -> tuple[float, int]:
+def _time_phases(config: RunConfig, batch_size: int, device: torch.device, shape: tuple[int, ...],
+                 phases: list[tuple[int, int]], timed_steps: int, warmup_steps: int,
+                 host_memory: HostMemory) -> tuple[float, int]:
     """(mean seconds per step over the run, weighting each phase by its steps; peak memory in bytes)."""
     total = sum(count for _, count in phases)
     if device.type == "cuda":
@@ -362,26 +376,26 @@ def _time_phases(config: RunConfig, device: torch.device, shape: tuple[int, ...]
     else:
         host_memory.start()
     timer = StepTimer(config, device, total)
-    batch = timer.batch(shape, config.training.batch_size)
+    batch = timer.batch(shape, batch_size)
     seconds = sum(timer.time_steps(batch, start, warmup_steps, timed_steps) * count for start, count in phases)
     peak = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else host_memory.peak_growth()
     return seconds / total, peak
 
 
-def projected_host_bytes(config: RunConfig, device: torch.device, shape: tuple[int, ...], at_step: int,
-                         host_memory: HostMemory) -> int:
-    """Peak memory of step `at_step` at the run's batch size, extrapolated linearly from that step at batches of
+def projected_host_bytes(config: RunConfig, batch_size: int, device: torch.device, shape: tuple[int, ...],
+                         at_step: int, host_memory: HostMemory) -> int:
+    """Peak memory of step `at_step` at `batch_size`, extrapolated linearly from that step at batches of
     1 and 2 (model, optimiser state and the discriminator once on included)."""
     peaks = []
-    for batch_size in (1, 2):
+    for small in (1, 2):
         host_memory.start()
         timer = StepTimer(config, device, at_step + 1)
-        timer.step(at_step, timer.batch(shape, batch_size))
+        timer.step(at_step, timer.batch(shape, small))
         peaks.append(host_memory.peak_growth())
         del timer
         gc.collect()
     per_item = max(0, peaks[1] - peaks[0])
-    return peaks[0] + per_item * (config.training.batch_size - 1)
+    return peaks[0] + per_item * (batch_size - 1)
 
 
 def device_name(device: torch.device) -> str:
@@ -412,7 +426,7 @@ def estimate_table(suite, estimates: list[Estimate], timed_steps: int) -> str:
     device, _ = estimate_device(suite.runs[0].config)
     memory_method = ("torch.cuda.max_memory_allocated" if device.type == "cuda"
                      else HostMemory().method)
-    header = ["configuration", "runs", "batch", "step s", "items/s", "peak GiB", "steps/run", "h/run", "note"]
+    header = ["configuration", "runs", "batch/process", "step s", "items/s", "peak GiB", "steps/run", "h/run", "note"]
     rows = []
     for e in estimates:
         rows.append([e.label, str(e.runs), str(e.batch_size), _number(e.step_s, 3), _number(e.images_per_s, 1),
@@ -422,7 +436,7 @@ def estimate_table(suite, estimates: list[Estimate], timed_steps: int) -> str:
     widths = [max(len(row[i]) for row in rows + [header]) for i in range(len(header))]
     line = lambda cells: "  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip()  # noqa: E731
     known = [e for e in estimates if e.hours_per_run is not None]
-    total = sum(e.hours_per_run * e.runs for e in known)
+    total = sum(e.device_hours_per_run * e.runs for e in known)
     missing = sum(e.runs for e in estimates) - sum(e.runs for e in known)
     lines = [f"estimate of suite {suite.name}, profile {suite.profile or '(none)'} on {device_name(device)}: "
              f"{timed_steps} timed step(s) per configuration after warm-up; peak memory: {memory_method}",

@@ -142,3 +142,23 @@ def test_missing_lpips_weights_are_replaced_by_random_ones_of_the_same_cost_for_
 def test_estimate_steps_must_be_positive(capsys):
     assert run_suite_main(["table2_vqgan", "--estimate", "--estimate-steps", "0"]) == 2
     assert "--estimate-steps must be at least 1" in capsys.readouterr().err
+
+
+def test_a_data_parallel_run_is_timed_at_one_process_slice_and_billed_for_every_process(monkeypatch):
+    """training.world_size × the SLURM job's tasks processes share the global batch (README "Several GPUs and
+    nodes"): the step is timed at one process's slice, throughput and device-hours count every process."""
+    suite = load_suite("table1_vqvae", profile="cpu",
+                       overrides=["training.batch_size=8", "training.world_size=2", "training.steps=10"])
+    configuration = estimate.configurations(suite)[0]
+    assert configuration.processes == 2
+    timed = []
+    monkeypatch.setattr(estimate, "_time_phases", lambda config, batch_size, *rest: (timed.append(batch_size),
+                                                                                      (0.5, 1000))[1])
+    monkeypatch.setattr(estimate, "projected_host_bytes", lambda *args: 0)
+    result = estimate.estimate_configuration(configuration, timed_steps=1)
+    assert timed == [4] and result.batch_size == 4 and result.processes == 2
+    assert "per process: batch 4 of 8 over 2 processes" in result.steps_source
+    assert result.images_per_s == pytest.approx(8 / 0.5)
+    assert result.device_hours_per_run == pytest.approx(2 * 0.5 * 10 / 3600)
+    total_line = estimate.estimate_table(suite, [result], 1).splitlines()[-1]
+    assert total_line.startswith(f"total: {2 * 0.5 * 10 / 3600 * result.runs:,.1f} device-hours")
