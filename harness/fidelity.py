@@ -380,10 +380,15 @@ class ImageFidelityStats:
     def result(self, shard: Shard = SINGLE) -> tuple[float, float, float]:
         """(r-FID, r-IS mean, r-IS std) over every shard's statistics."""
         states = shard.all_states(self.state())
-        originals = GaussianStats.merged([s["originals"] for s in states])
-        reconstructions = GaussianStats.merged([s["reconstructions"] for s in states])
-        fid = frechet_distance(*originals.mean_and_covariance(), *reconstructions.mean_and_covariance())
-        return (fid, *InceptionScoreStats.score([s["inception"] for s in states]))
+        return (frechet_distance_of_states(states), *InceptionScoreStats.score([s["inception"] for s in states]))
+
+
+def frechet_distance_of_states(states: list[dict]) -> float:
+    """The Fréchet distance between the originals' and the reconstructions' Gaussians, each merged over the
+    shards' states (`GaussianStats`): r-FID on Inception features, r-FVD on I3D features."""
+    originals = GaussianStats.merged([s["originals"] for s in states])
+    reconstructions = GaussianStats.merged([s["reconstructions"] for s in states])
+    return frechet_distance(*originals.mean_and_covariance(), *reconstructions.mean_and_covariance())
 
 
 def _missing_inception(path: Optional[str], n: int) -> Optional[FidelityResult]:
@@ -558,10 +563,7 @@ class VideoFidelityStats:
 
     def result(self, shard: Shard = SINGLE) -> float:
         """r-FVD over every shard's statistics."""
-        states = shard.all_states(self.state())
-        originals = GaussianStats.merged([s["originals"] for s in states])
-        reconstructions = GaussianStats.merged([s["reconstructions"] for s in states])
-        return frechet_distance(*originals.mean_and_covariance(), *reconstructions.mean_and_covariance())
+        return frechet_distance_of_states(shard.all_states(self.state()))
 
 
 def _missing_i3d(path: Optional[str], n: int) -> Optional[FidelityResult]:
