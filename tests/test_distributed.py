@@ -250,3 +250,37 @@ def test_slurm_tasks_and_world_size_together_are_refused(tmp_path):
     suite = _suite_with_slurm(tmp_path, {"tasks_per_node": 3})
     with pytest.raises(hs.SlurmError, match="3 process.*closest: 6, 9"):
         hs.slurm_settings(suite)
+
+
+# -- sharded fidelity statistics --------------------------------------------------------------------------------
+
+def _sharded_frechet(originals: torch.Tensor, reconstructions: torch.Tensor, should_stop):
+    """A rank of launch_local: its shard (every world-th item, as fidelity's Shard takes them) of the features,
+    merged with the other ranks' through distributed.gather, as Trainer.fidelity does."""
+    from harness.fidelity import GaussianStats, Shard, frechet_distance_of_states
+
+    place = distributed.place()
+    shard = Shard(place.rank, place.world, distributed.gather)
+    rows = shard.indices(len(originals))
+    state = {}
+    for name, features in (("originals", originals), ("reconstructions", reconstructions)):
+        stats = GaussianStats()
+        stats.add(features[rows])
+        state[name] = stats.state()
+    return distributed.gather(place.rank), frechet_distance_of_states(shard.all_states(state))
+
+
+def test_fidelity_statistics_gathered_over_two_ranks_equal_one_process():
+    from harness.fidelity import GaussianStats, frechet_distance_of_states
+
+    generator = torch.Generator().manual_seed(0)
+    originals = torch.randn(21, 6, generator=generator, dtype=torch.float64)
+    reconstructions = originals + 0.3 * torch.randn(21, 6, generator=generator, dtype=torch.float64)
+    ranks, sharded = distributed.launch_local(2, "cpu", _sharded_frechet, (originals, reconstructions))
+    whole = {}
+    for name, features in (("originals", originals), ("reconstructions", reconstructions)):
+        stats = GaussianStats()
+        stats.add(features)
+        whole[name] = stats.state()
+    assert ranks == [0, 1]  # gathered in rank order
+    assert sharded == pytest.approx(frechet_distance_of_states([whole]), rel=1e-9)
