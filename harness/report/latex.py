@@ -187,10 +187,9 @@ def latex_table(table: Table, suite_name: str, *, interval: str = DEFAULT_INTERV
         raise ValueError(f"approach names {names!r}: choose one of {', '.join(NAME_STYLES)}")
     heads = [_head(n) for n in columns]
     width = len(columns) + 1
-    lines = [r"% needs \usepackage{booktabs}" + (r" and \usepackage{graphicx}" if interval == "beside" else ""),
-             r"\begin{table}[t]", r"\centering", r"\small", r"\setlength{\tabcolsep}{4pt}"]
-    if interval == "beside":  # scaled down to the text width when wider
-        lines.append(r"\resizebox{\ifdim\width>\linewidth\linewidth\else\width\fi}{!}{%")
+    lines = [r"% needs \usepackage{booktabs} and \usepackage{graphicx}",
+             r"\begin{table}[t]", r"\centering", r"\small", r"\setlength{\tabcolsep}{4pt}",
+             r"\resizebox{\ifdim\width>\linewidth\linewidth\else\width\fi}{!}{%"]  # scaled down only when wider
     lines += [r"\begin{tabular}{l" + "c" * len(columns) + "}", r"\toprule",
              "Approach & " + " & ".join(heads) + r" \\", r"\midrule"]
     ours = list(dict.fromkeys(r.approach for b in table.blocks for r in b.rows if r.kind == "ours"))
@@ -217,5 +216,5 @@ def latex_table(table: Table, suite_name: str, *, interval: str = DEFAULT_INTERV
                     lines.append(" & " + " & ".join(below) + r" \\")
     caption = _caption(table, suite_name, letters, labels, interval, notes)
     label = re.sub(r"[^A-Za-z0-9:.-]+", "-", f"tab:{suite_name}-{table.stem}")
-    lines += [r"\bottomrule", r"\end{tabular}" + ("}" if interval == "beside" else ""), rf"\caption{{{caption}}}", rf"\label{{{label}}}", r"\end{table}"]
+    lines += [r"\bottomrule", r"\end{tabular}}", rf"\caption{{{caption}}}", rf"\label{{{label}}}", r"\end{table}"]
     return "\n".join(lines) + "\n"
