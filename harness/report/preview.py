@@ -94,6 +94,9 @@ def write_preview(tex_path: Path) -> tuple[Path | None, str | None]:
         png = tex_path.with_suffix(".png")
         subprocess.run(["pdftoppm", "-png", "-r", str(DPI), "-singlefile", str(compiled.pdf),
                         str(Path(scratch) / "page")], check=True, capture_output=True, timeout=120)
-        shutil.copyfile(Path(scratch) / "page.png", png)
-    _crop(png)
+        page = Path(scratch) / "page.png"
+        _crop(page)  # cropped in the scratch folder, then put in place atomically: two reports of one suite
+        partial = png.with_name(f".{png.name}.{os.getpid()}.tmp")  # may write the same preview at once
+        shutil.copyfile(page, partial)
+        os.replace(partial, png)
     return png, None
