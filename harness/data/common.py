@@ -32,12 +32,25 @@ def check_index(index: int, length: int) -> int:
     return index
 
 
-def split_indices(count: int, split: str, seed: int, val_fraction: float, what: str) -> np.ndarray:
-    """Sorted indices of `split` in a seeded train/val partition of `count` items."""
+#: The seed every validation item (and every train/val partition) is drawn from, whatever the run's seed: seeds
+#: vary the initialisation and the training batches, not the test set, so a paired comparison over seeds
+#: measures the estimators on one validation set.
+VALIDATION_SEED = 0
+
+
+def item_seed(split: str, seed: int) -> int:
+    """The seed a dataset draws the items of `split` from: the run's seed for training batches,
+    VALIDATION_SEED for validation (one fixed validation set for every seed)."""
+    return seed if split == "train" else VALIDATION_SEED
+
+
+def split_indices(count: int, split: str, val_fraction: float, what: str) -> np.ndarray:
+    """Sorted indices of `split` in a train/val partition of `count` items, the same for every run seed
+    (drawn from VALIDATION_SEED)."""
     if count < 2:
         raise ValueError(f"found {count} {what}; at least 2 are needed to split into train and val")
     n_val = min(max(round(count * val_fraction), 1), count - 1)
-    order = seeded_rng(seed, "split").permutation(count)
+    order = seeded_rng(VALIDATION_SEED, "split").permutation(count)
     return np.sort(order[:n_val] if split == "val" else order[n_val:])
 
 

@@ -38,9 +38,7 @@ class Digits(Dataset):
 
     def __init__(self, params: DigitsParams, split: str, seed: int):
         self.params = params
-        self.indices = split_indices(
-            len(_digit_images()), split, seed, params.val_fraction, "digits"
-        )
+        self.indices = split_indices(len(_digit_images()), split, params.val_fraction, "digits")
 
     def __len__(self) -> int:
         return len(self.indices)

@@ -20,7 +20,8 @@ import torch
 from torch.utils.data import Dataset
 
 from ..schema import setting
-from .common import SPLITS, UnreadableFile, as_rgb, check_index, natural_key, seeded_rng, split_indices
+from .common import (SPLITS, UnreadableFile, as_rgb, check_index, item_seed, natural_key, seeded_rng,
+                     split_indices)
 from .decode import read_image_reduced, resize_center_crop_uint8, to_unit_from_uint8
 from .index import indexed_files
 
@@ -58,14 +59,13 @@ class VideoFolderParams:
 def _split_items(
     root: str,
     split: str,
-    seed: int,
     val_fraction: float,
     find: Callable[[Path], list],
     what: str,
     layout: str,
 ) -> list:
     """The items `find` returns for `split` under root/<split>, or, when root has neither a
-    train nor a val subfolder, a seeded `val_fraction` partition of those under root."""
+    train nor a val subfolder, a `val_fraction` partition of those under root, the same for every run seed."""
     root_path = Path(root).expanduser()
     if not root_path.is_dir():
         raise FileNotFoundError(f"dataset root {root_path} does not exist; expected {layout}")
@@ -76,7 +76,7 @@ def _split_items(
         raise FileNotFoundError(f"no {what} found under {base}; expected {layout}")
     if presplit:
         return items
-    return [items[i] for i in split_indices(len(items), split, seed, val_fraction, what)]
+    return [items[i] for i in split_indices(len(items), split, val_fraction, what)]
 
 
 def image_suffixes(extensions: tuple[str, ...]) -> set[str]:
@@ -111,7 +111,8 @@ class _SkipsCorrupt:
 
 
 class ImageFolder(_SkipsCorrupt, Dataset):
-    """Images from root/<split>/<class>/*.jpg|png, or from root/<class>/* split by seed."""
+    """Images from root/<split>/<class>/*.jpg|png, or from root/<class>/* split by val_fraction (the same
+    split for every seed)."""
 
     Params: ClassVar[type] = ImageFolderParams
     kind: ClassVar[str] = "image"
@@ -122,11 +123,11 @@ class ImageFolder(_SkipsCorrupt, Dataset):
         pattern = "|".join(e.lstrip(".") for e in params.extensions)
         layout = (
             f"root/train/<class>/*.{pattern} and root/val/<class>/*.{pattern}, or "
-            f"root/<class>/*.{pattern} (split by seed with val_fraction)"
+            f"root/<class>/*.{pattern} (split by val_fraction, the same for every seed)"
         )
         suffixes = frozenset(image_suffixes(params.extensions))
         self.files = _split_items(
-            params.root, split, seed, params.val_fraction,
+            params.root, split, params.val_fraction,
             lambda base: indexed_files(base, suffixes), "images", layout,
         )
 
@@ -140,7 +141,7 @@ class ImageFolder(_SkipsCorrupt, Dataset):
 FRAME_EXTENSIONS = (".png", ".jpg", ".jpeg")
 ARRAY_EXTENSIONS = (".npy", ".npz")
 VIDEO_LAYOUT = (
-    "root/train/<clip> and root/val/<clip>, or root/<clip> (split by seed with val_fraction), "
+    "root/train/<clip> and root/val/<clip>, or root/<clip> (split by val_fraction, the same for every seed), "
     "where a clip is a .npy/.npz array (T, H, W, C) uint8 or a folder of frames *.png|jpg"
 )
 
@@ -235,10 +236,10 @@ class VideoFolder(_SkipsCorrupt, Dataset):
     decodes_files: ClassVar[bool] = True
 
     def __init__(self, params: VideoFolderParams, split: str, seed: int):
-        self.params, self.split, self.seed = params, split, seed
+        self.params, self.split, self.seed = params, split, item_seed(split, seed)
         unreadable: list[str] = []
         videos = _split_items(
-            params.root, split, seed, params.val_fraction,
+            params.root, split, params.val_fraction,
             lambda base: _find_videos(base, params.skip_corrupt, unreadable), "videos", VIDEO_LAYOUT,
         )
         self.skipped_files = tuple(unreadable)

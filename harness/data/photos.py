@@ -19,7 +19,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from ..schema import setting
-from .common import SPLITS, as_rgb, check_index, check_split, seeded_rng, to_unit
+from .common import SPLITS, as_rgb, check_index, check_split, item_seed, seeded_rng, to_unit
 
 
 @dataclass(frozen=True)
@@ -77,8 +77,6 @@ MIN_PHOTOS = 4
 #: scenes first, so the default validation set is astronaut and china.jpg for every seed.
 VALIDATION_ORDER = ("astronaut", "china.jpg", "chelsea", "coffee", "flower.jpg", "rocket", "stereo_motorcycle",
                     "hubble_deep_field", "immunohistochemistry", "retina", "colorwheel")
-#: The seed every validation item is drawn from, whatever the run's seed.
-VALIDATION_SEED = 0
 
 
 def _sklearn_sample_image(name: str) -> np.ndarray:
@@ -153,12 +151,6 @@ def photo_split(split: str, val_photos: int, max_side: int) -> dict[str, np.ndar
         )
     held_out = [name for name in VALIDATION_ORDER if name in photos][:val_photos]
     return {name: photos[name] for name in names if (name in held_out) == (split == "val")}
-
-
-def item_seed(split: str, seed: int) -> int:
-    """The seed a photo dataset draws the items of `split` from: the run's seed for training batches,
-    VALIDATION_SEED for validation (one fixed validation set for every seed)."""
-    return seed if split == "train" else VALIDATION_SEED
 
 
 def _photos_at_least(photos: dict[str, np.ndarray], side: int, dataset: str) -> None:
