@@ -27,7 +27,7 @@ from torch.utils.data import BatchSampler, Sampler, SequentialSampler
 
 import models
 from models.base import StepContext
-from models.collectives import mean_logs_over_ranks
+from models.collectives import logs_vector, mean_logs_over_ranks
 
 from . import data as data_module
 from . import distributed, store
@@ -171,25 +171,16 @@ class FiniteWatch:
         self.first = torch.full((), self.NONE, dtype=torch.float64, device=device)
 
     def observe(self, step: int, logs: dict) -> None:
-        values = _as_tensor(logs, self.first.device)
+        values = logs_vector(logs, self.first.device)
         bad = ~torch.isfinite(values).all()
         self.first = torch.where(bad & (self.first == self.NONE), float(step), self.first)
 
     def read(self, logs: dict | None = None) -> tuple[int | None, dict]:
         """(first non-finite step or None, `logs` as plain numbers), in one device-to-host copy."""
         logs = logs or {}
-        numbers = torch.cat([self.first.reshape(1), _as_tensor(logs, self.first.device)]).tolist()
+        numbers = torch.cat([self.first.reshape(1), logs_vector(logs, self.first.device)]).tolist()
         first = int(numbers[0])
         return (None if first == self.NONE else first), dict(zip(logs, numbers[1:]))
-
-
-def _as_tensor(logs: dict, device: torch.device) -> torch.Tensor:
-    """The log values as one float64 vector on `device` (float64 holds every float32 and bf16 value exactly,
-    so reading it gives the numbers float(value) would)."""
-    if not logs:
-        return torch.zeros(0, dtype=torch.float64, device=device)
-    return torch.stack([torch.as_tensor(v).detach().to(device=device, dtype=torch.float64).reshape(())
-                        for v in logs.values()])
 
 
 def _history_row(kind: str, step: int, values: dict) -> dict:
@@ -385,7 +376,9 @@ class Trainer:
 
     def step(self, step: int, batch: torch.Tensor) -> dict:
         """One optimisation step of the model and the schedulers; the model's logs (0-dim tensors on the
-        device, or numbers: `train` reads them at log steps only)."""
+        device, or numbers: `train` reads them at log steps only). Under data parallelism the logs are averaged
+        over the ranks every step (one small collective beside the gradients'), so every rank's FiniteWatch
+        sees the same values and all ranks end a diverged run at the same step."""
         self.model.set_progress(step / self.steps)
         if self.place.world > 1:
             self.seed_rank_step(step)

@@ -81,10 +81,17 @@ def mean_logs_over_ranks(logs: dict) -> dict:
     if not distributed() or not logs:
         return logs
     device = next((v.device for v in logs.values() if isinstance(v, torch.Tensor)), torch.device("cpu"))
-    values = torch.stack([torch.as_tensor(v).detach().to(device=device, dtype=torch.float64).reshape(())
-                          for v in logs.values()])
-    (mean,) = mean_over_ranks(values)
+    (mean,) = mean_over_ranks(logs_vector(logs, device))
     return dict(zip(logs, mean.unbind()))
+
+
+def logs_vector(logs: dict, device: torch.device) -> torch.Tensor:
+    """Log values (0-dim tensors or numbers) as one float64 vector on `device`, in the order of `logs`
+    (float64 holds every float32 and bf16 value exactly, so reading it gives the numbers float(value) would)."""
+    if not logs:
+        return torch.zeros(0, dtype=torch.float64, device=device)
+    return torch.stack([torch.as_tensor(v).detach().to(device=device, dtype=torch.float64).reshape(())
+                        for v in logs.values()])
 
 
 # -- the EMA codebook under gradient accumulation ----------------------------------------------------------
