@@ -16,6 +16,7 @@ import logging
 import math
 import random
 import time
+import warnings
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from functools import partial
@@ -385,8 +386,13 @@ class Trainer:
         context = StepContext(step=step, total_steps=self.steps, grad_clip=self.training.grad_clip,
                               autocast=self.autocast, accumulate=self.training.accumulate)
         logs = self.model.training_step(batch, context, self.optimizers)
-        for scheduler in self.schedulers.values():
-            scheduler.step()
+        with warnings.catch_warnings():
+            # A GAN's discriminator optimiser does not step before `disc_start`, while its schedule follows the
+            # global step: PyTorch's warning about stepping a schedule before its optimiser is expected there.
+            warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler\.step\(\)` before",
+                                    category=UserWarning)
+            for scheduler in self.schedulers.values():
+                scheduler.step()
         return mean_logs_over_ranks(logs)
 
     def seed_rank_step(self, step: int) -> None:

@@ -131,6 +131,18 @@ def test_training_metrics_average_the_window_only(tmp_path):
     assert result.notes["train_window"] == [7, 11]
 
 
+@pytest.mark.filterwarnings("error::UserWarning")
+def test_gan_run_before_its_discriminator_starts_warns_nothing(tmp_path):
+    """The discriminator's optimiser does not step before disc_start while its schedule follows the global
+    step; PyTorch's warning about that order is expected and must not reach the user on every VQGAN run."""
+    suite = write_suite(tmp_path, base={
+        "model": {"family": "vqgan", "channel_mult": [1, 2], "disc_channels": 8, "disc_layers": 2,
+                  "disc_start": 2, "perceptual_weight": 0.0},
+        "metrics": {"diagnostics": False}, "training": {"steps": 3}})
+    config = load_suite(suite).runs[0].config
+    assert Trainer(config, tmp_path / "run", progress=False).run() is not None
+
+
 def test_load_results(estimator_runs):
     df = store.load_results(estimator_runs["out"])
     assert len(df) == len(estimators.names())
