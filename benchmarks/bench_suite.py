@@ -20,6 +20,7 @@ import pytest
 import torch
 
 from benchmarks._common import interleaved
+from harness.cores import usable_cores
 
 ROOT = Path(__file__).resolve().parent.parent
 STEPS = 32
@@ -37,13 +38,6 @@ base:
 grid:
   estimator.name: [ste, rotation]
 """
-
-
-def _cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover
-        return os.cpu_count() or 1
 
 
 #: What the `run-suite` console script runs. The torch threads of --jobs 1 come from OMP_NUM_THREADS (set
@@ -89,6 +83,6 @@ def test_suite_jobs_2_vs_jobs_1(benchmark, request, device, tmp_path):
     # No warm-up call (each call is a fresh process anyway): two interleaved rounds.
     info = interleaved(benchmark, request, "jobs 2", run(2), {"jobs 1": run(1)}, device, cap=2,
                        first_times={"jobs 2": 60.0, "jobs 1": 60.0})
-    info.update(section="f", runs=4, steps=STEPS, batch=64, cores=_cores(), suite=SUITE.replace("STEPS", str(STEPS)),
-                jobs1_threads=threads if threads > 0 else torch.get_num_threads(), jobs2_threads=max(1, _cores() // 2),
+    info.update(section="f", runs=4, steps=STEPS, batch=64, cores=usable_cores(), suite=SUITE.replace("STEPS", str(STEPS)),
+                jobs1_threads=threads if threads > 0 else torch.get_num_threads(), jobs2_threads=max(1, usable_cores() // 2),
                 runs_span=spans)

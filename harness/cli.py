@@ -182,7 +182,7 @@ def _train_and_report(args: argparse.Namespace, suite, out: Path, pool) -> int:
         from .executors import cap_jobs, run_local, run_pool
 
         to_do = [spec for spec in suite.runs if args.force or run_status(out, spec) != RunStatus.FINISHED]
-        jobs = cap_jobs(args.jobs, len(to_do))
+        jobs = cap_jobs(args.jobs, len(to_do), max((spec.config.training.world_size for spec in to_do), default=1))
         if jobs == 1:
             run_local(suite.runs, out, force=args.force, progress=show_bars)
         else:

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Callable
 
 from tqdm.auto import tqdm
 
+from .cores import usable_cores
 from .status import RunStatus
 
 if TYPE_CHECKING:
@@ -37,20 +38,16 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 
-def _cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - not Linux
-        return os.cpu_count() or 1
-
-
-def cap_jobs(requested: int, runs_to_do: int) -> int:
-    """The number of runs to train at once: `requested`, at most the cores and the runs left to do (at least
-    one). A cap is logged in one line: more workers than either only split the cores thinner."""
-    cores = _cores()
-    jobs = max(1, min(requested, cores, runs_to_do))
+def cap_jobs(requested: int, runs_to_do: int, processes_per_run: int = 1) -> int:
+    """The number of runs to train at once: `requested`, at most the runs left to do and as many as the cores
+    hold when each run starts `processes_per_run` processes (`training.world_size`), at least one. A cap is
+    logged in one line: more processes than cores only split the cores thinner."""
+    cores = usable_cores()
+    jobs = max(1, min(requested, cores // max(1, processes_per_run), runs_to_do))
     if jobs < requested:
-        logger.warning("--jobs %d capped to %d (%d cores, %d runs to do)", requested, jobs, cores, runs_to_do)
+        per_run = f", {processes_per_run} processes per run" if processes_per_run > 1 else ""
+        logger.warning("--jobs %d capped to %d (%d cores%s, %d runs to do)", requested, jobs, cores, per_run,
+                       runs_to_do)
     return jobs
 
 
@@ -240,8 +237,8 @@ def start_pool(jobs: int) -> ProcessPoolExecutor:
     imports; one empty task per worker is submitted from a background thread, so the caller goes on (to
     import torch and load the suite) meanwhile.
     """
-    jobs = min(jobs, _cores())
-    threads = max(1, _cores() // jobs)
+    jobs = min(jobs, usable_cores())
+    threads = max(1, usable_cores() // jobs)
     pool = ProcessPoolExecutor(max_workers=jobs, mp_context=_worker_context(), initializer=_pool_worker_init,
                                initargs=(threads, dict(os.environ)))
 
@@ -305,7 +302,7 @@ def _pool_round(pool: ProcessPoolExecutor, specs: list[RunSpec], out: Path, jobs
     """Submit `specs` to `pool`; return the records of the runs that ended and the specs to resubmit (those
     a broken pool stopped or never started)."""
     pool_id = uuid.uuid4().hex
-    threads = max(1, _cores() // jobs)
+    threads = max(1, usable_cores() // jobs)
     futures = {pool.submit(_pool_run, spec, str(out), force, threads, pool_id): spec for spec in specs}
     suite_progress.queue(spec.run_id for spec in specs)
     records, lost = [], []

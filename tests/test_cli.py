@@ -141,7 +141,7 @@ def test_pool_matches_local(tmp_path, monkeypatch, no_report):
                        base={"training": {"steps": 6}})
     specs = load_suite(path).runs
     # two workers with one torch thread each, whatever the machine's core count (this process uses one too)
-    monkeypatch.setattr(executors, "_cores", lambda: 2)
+    monkeypatch.setattr(executors, "usable_cores", lambda: 2)
     assert _run_in_process(path, tmp_path / "one", "--jobs", "1") == 0
     assert _run_in_process(path, tmp_path / "two", "--jobs", "2") == 0
     one, two = records_by_id(tmp_path / "one", "pool"), records_by_id(tmp_path / "two", "pool")
@@ -165,7 +165,7 @@ def test_cli_imports_neither_torch_nor_the_harness_before_the_pool_starts():
 
 
 def test_start_pool_starts_every_worker_ready_to_train(monkeypatch):
-    monkeypatch.setattr(executors, "_cores", lambda: 4)
+    monkeypatch.setattr(executors, "usable_cores", lambda: 4)
     executors.start_pool(1).shutdown(wait=True)  # the forkserver (one per process) now runs, with this environment
     monkeypatch.setenv("ROTATION_HARNESS_TEST_MARK", "set after the forkserver started")
     pool = executors.start_pool(2)  # returns at once; the workers start in the background

@@ -22,7 +22,7 @@ from helpers_harness import (ROOT, no_report, one_torch_thread, read_record, rec
 
 WAIT_S = 240  # upper bound on any wait for a subprocess (CI cores may be busy)
 TESTS = os.path.dirname(os.path.abspath(__file__))
-needs_two_cores = pytest.mark.skipif(executors._cores() < 2, reason="--jobs 2 is capped to 1 on one core")
+needs_two_cores = pytest.mark.skipif(executors.usable_cores() < 2, reason="--jobs 2 is capped to 1 on one core")
 
 
 def _run_suite_process(args: list[str], log, **env) -> subprocess.Popen:
@@ -92,7 +92,7 @@ def test_a_pool_that_cannot_start_any_run_raises_instead_of_retrying_forever(tmp
     pool the same way: run_pool raises instead of rebuilding pools without end."""
     (spec,) = load_suite(write_suite(tmp_path, name="nostart", grid={"estimator.name": ["ste"]})).runs
     monkeypatch.setenv(plugins.PLUGINS_VARIABLE, "no_such_plugin_module")
-    monkeypatch.setattr(executors, "_cores", lambda: 2)
+    monkeypatch.setattr(executors, "usable_cores", lambda: 2)
     with ThreadPoolExecutor(1) as caller:  # a regression would loop: fail on the timeout instead of hanging
         attempt = caller.submit(executors.run_pool, [spec], tmp_path / "out", 2, progress=False)
         with pytest.raises(BrokenProcessPool, match="broke before any run started"):
@@ -161,7 +161,7 @@ def test_ctrl_c_in_a_local_suite_ends_in_one_line(tmp_path, monkeypatch, capsys,
 
 def test_jobs_is_capped_at_the_cores_and_the_runs_to_do(tmp_path, monkeypatch, capsys, no_report,
                                                         one_torch_thread):
-    monkeypatch.setattr(executors, "_cores", lambda: 2)
+    monkeypatch.setattr(executors, "usable_cores", lambda: 2)
     path = write_suite(tmp_path, name="capped", grid={"estimator.name": ["ste", "rotation", "reflection"]})
     out = tmp_path / "out"
     assert run_suite_main([str(path), "--out", str(out), "--no-progress", "--jobs", "5"]) == 0
@@ -173,10 +173,19 @@ def test_jobs_is_capped_at_the_cores_and_the_runs_to_do(tmp_path, monkeypatch, c
 
 
 def test_jobs_within_the_limits_is_not_capped(monkeypatch, caplog):
-    monkeypatch.setattr(executors, "_cores", lambda: 8)
+    monkeypatch.setattr(executors, "usable_cores", lambda: 8)
     assert executors.cap_jobs(4, 10) == 4
     assert "capped" not in caplog.text
     assert executors.cap_jobs(4, 3) == 3 and executors.cap_jobs(16, 100) == 8 and executors.cap_jobs(3, 0) == 1
+
+
+def test_jobs_are_capped_by_the_processes_of_data_parallel_runs(monkeypatch, caplog):
+    """A run with training.world_size N starts N processes: --jobs J would start J * N."""
+    monkeypatch.setattr(executors, "usable_cores", lambda: 8)
+    assert executors.cap_jobs(4, 10, processes_per_run=2) == 4
+    assert executors.cap_jobs(4, 10, processes_per_run=4) == 2
+    assert executors.cap_jobs(4, 10, processes_per_run=16) == 1
+    assert "--jobs 4 capped to 2 (8 cores, 4 processes per run, 10 runs to do)" in caplog.text
 
 
 # -- the suite's progress line -------------------------------------------------------------------------------

@@ -14,10 +14,11 @@ from PIL import Image
 
 from harness import data
 from harness.config import DataConfig
+from harness.cores import run_cores
 from harness.data import index as file_index
 from harness.data.common import UnreadableFile, resize_center_crop, to_unit
 from harness.data.decode import read_image_reduced, to_unit_from_uint8
-from harness.data.loading import available_cores, default_num_workers, make_loader, to_device
+from harness.data.loading import default_num_workers, make_loader, to_device
 from harness.status import RunStatus
 from harness.suite import load_suite
 from harness.train import StepBatchSampler, train_run
@@ -112,10 +113,10 @@ def test_default_workers_follow_the_cores_given_to_the_run(tmp_path, monkeypatch
     images = build("image_folder", {"root": str(image_folder(tmp_path / "images")), "size": 16})
     patches = build("natural_patches", {"size": 16, "train_patches": 8, "val_patches": 4})
     monkeypatch.setenv("SLURM_CPUS_PER_TASK", "5")
-    assert available_cores() == 5
+    assert run_cores() == 5
     assert default_num_workers(images) == 4 and default_num_workers(patches) == 0
     monkeypatch.delenv("SLURM_CPUS_PER_TASK")
-    assert available_cores() == len(os.sched_getaffinity(0))
+    assert run_cores() == len(os.sched_getaffinity(0))
     assert default_num_workers(images) == len(os.sched_getaffinity(0)) - 1
 
 

@@ -9,13 +9,14 @@ paths along with each batch, so the run counts them in the main process whatever
 """
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable, Iterator, Sequence
 
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-__all__ = ["CpuBatch", "LoadedItems", "available_cores", "collate_on_cpu", "default_num_workers", "device_batches",
+from ..cores import run_cores
+
+__all__ = ["CpuBatch", "LoadedItems", "collate_on_cpu", "default_num_workers", "device_batches",
            "make_loader", "to_device"]
 
 #: Batches each worker prepares ahead (DataLoader prefetch_factor).
@@ -25,23 +26,12 @@ PREFETCH_BATCHES = 4
 CpuBatch = tuple[torch.Tensor, tuple[str, ...]]
 
 
-def available_cores() -> int:
-    """The CPU cores given to this process: SLURM's cpus-per-task inside a SLURM job, else the cores this
-    process may run on (os.sched_getaffinity, which honours taskset and cgroup cpusets)."""
-    slurm = os.environ.get("SLURM_CPUS_PER_TASK", "").strip()
-    if slurm.isdigit() and int(slurm) > 0:
-        return int(slurm)
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
-
-
 def default_num_workers(dataset: Dataset | None) -> int:
     """DataLoader workers when `training.num_workers` is null. For a dataset that decodes files (its class has
     `decodes_files`: image_folder, video_folder), one per core given to the run but the one the training
     process itself uses; for the others, whose items are cut from arrays in memory in microseconds, 0 (a
     worker would only add its start-up and the transfer of every batch between processes)."""
-    return available_cores() - 1 if getattr(dataset, "decodes_files", False) else 0
+    return run_cores() - 1 if getattr(dataset, "decodes_files", False) else 0
 
 
 class LoadedItems(Dataset):

@@ -10,6 +10,7 @@ import submitit
 
 from .. import distributed, store
 from ..config import SlurmConfig
+from ..cores import run_cores
 from ..status import RunStatus
 from ..suite import RunSpec
 from .states import ended_resumable
@@ -23,17 +24,6 @@ def job_id_from_env() -> str | None:
     if array_id and task:
         return f"{array_id}_{task}"
     return os.environ.get("SLURM_JOB_ID")
-
-
-def job_threads() -> int:
-    """The torch thread count of a run in this job: SLURM_CPUS_PER_TASK, else the CPUs this process may use."""
-    cpus = os.environ.get("SLURM_CPUS_PER_TASK")
-    if cpus and cpus.isdigit() and int(cpus) > 0:
-        return int(cpus)
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - not Linux
-        return os.cpu_count() or 1
 
 
 def _log_to_job_stdout() -> None:
@@ -97,7 +87,7 @@ class SlurmRun(submitit.helpers.Checkpointable):
         previous = store.read_record(store.run_dir(out, spec.suite, spec.run_id)) or {}
         job_id = job_id_from_env()
         self.requeues = self._requeues_so_far(previous, job_id)
-        threads = job_threads()
+        threads = run_cores()
         extra = {"slurm_job_id": job_id, "requeues": self.requeues, "torch_threads": threads}
         log.info("run %s (%s) job %s, %d torch threads, requeues so far %d, rank %d of %d", spec.run_id,
                  spec.label, job_id, threads, self.requeues, place.rank, place.world)
