@@ -261,9 +261,8 @@ def test_beyond_paper_suite_crosses_every_method_with_ste_and_rotation():
     assert {m[1] for m in methods} == {"vq", "fsq", "lfq"}
     for variant in ("affine", "simvq"):
         assert {("ste", "vq", variant, None), ("rotation", "vq", variant, None)} <= methods
-    assert {run.config.model.family for run in suite.runs} == {"vqvae"}
-    vqgan = load_suite("beyond_paper", profile="cpu_vqgan")
-    assert {run.config.model.family for run in vqgan.runs} == {"vqgan"} and len(vqgan.runs) == len(suite.runs)
+    families = [run.config.model.family for run in suite.runs]
+    assert sorted(set(families)) == ["vqgan", "vqvae"] and families.count("vqgan") == families.count("vqvae")
     paper = load_suite("beyond_paper", profile="paper", check_data=False)
     assert {run.config.model.preset for run in paper.runs} == {"paper_euclidean_1024x32", "paper_taming"}
     assert math.prod(paper.runs[0].config.model.params.fsq_levels) == 1000
