@@ -175,3 +175,54 @@ def test_a_wrong_approach_key_is_refused_when_the_suite_loads(tmp_path, keys, me
     raw = {**SUITE, "report": {**SUITE["report"], "approach_keys": keys}}
     with pytest.raises(SuiteError, match=message):
         load_suite(write_yaml(tmp_path / "variants.yaml", raw))
+
+
+# -- the beyond_paper suite ---------------------------------------------------------------------------------
+
+def test_beyond_paper_cpu_profile_crosses_both_families_and_keeps_the_committed_runs():
+    suite = load_suite("beyond_paper", profile="cpu")
+    assert len(suite.runs) == 150
+    by_family = {f: [r for r in suite.runs if r.config.model.family == f] for f in ("vqvae", "vqgan")}
+    assert len(by_family["vqvae"]) == len(by_family["vqgan"]) == 75
+    levels = {f: {tuple(r.config.model.params.fsq_levels) for r in runs} for f, runs in by_family.items()}
+    assert levels == {"vqvae": {(4, 4, 4, 4)}, "vqgan": {(8, 4, 4)}}
+    # the VQ-VAE runs are those of the committed reference result (their configs, hence ids, unchanged)
+    committed = {p.name for p in (REFERENCE / "beyond_paper" / "runs").iterdir() if (p / "record.json").exists()}
+    assert {r.run_id for r in by_family["vqvae"]} <= committed
+    assert suite.report["approach_keys"] == ["model.quantizer", "model.reparameterization", "model.dead_code_window"]
+
+
+def _beyond_paper_records(out: Path, suite) -> Path:
+    """Finished records of every run, values differing per run (a hash of its id), so every paired test is
+    defined."""
+    for spec in suite.runs:
+        noise = int(spec.run_id[:6], 16) / 0xFFFFFF
+        store.write_json(store.run_dir(out, spec.suite, spec.run_id) / store.RECORD, {
+            "run_id": spec.run_id, "suite": spec.suite, "label": spec.label, "profile": "cpu",
+            "config": spec.config.resolved, "status": "finished",
+            "metrics": {"val_rec_loss": 0.4 + 0.1 * noise, "val_psnr": 11.0 + noise, "val_usage": 0.01 + noise / 2,
+                        "val_perplexity": 2.0 + 150 * noise, "train_rec_loss": 0.3 + 0.1 * noise,
+                        "train_quant_error": 8.5e-3 + 0.3 * noise}})
+    return store.suite_dir(out, suite.name)
+
+
+def test_beyond_paper_report_tests_every_method_against_ste_of_its_family(tmp_path):
+    suite = load_suite("beyond_paper", profile="cpu")
+    (table,) = report.build_tables(store.load_results(_beyond_paper_records(tmp_path, suite)), suite)
+    assert [block.key for block in table.blocks] == ["model.family=vqgan, model.fsq_levels=[8, 4, 4]",
+                                                     "model.family=vqvae, model.fsq_levels=[4, 4, 4, 4]"]
+    for block in table.blocks:
+        names = [row.approach for row in block.rows]
+        assert len(names) == 15 and names[0] == "ste"
+        assert {"ste + FSQ", "ste + LFQ", "rotation + affine", "rotation + SimVQ", "sync",
+                "diveq + dead-code replacement (window 5)", "sf_diveq + dead-code replacement (window 5)"} <= set(names)
+        for row in block.rows[1:]:
+            assert all(cell.pairs == 5 and cell.p is not None for cell in row.cells.values()), row.approach
+
+
+@needs_tex
+@pytest.mark.parametrize("interval", ["below", "beside", "caption"])
+def test_beyond_paper_table_fits_the_page(tmp_path, interval):
+    suite = load_suite("beyond_paper", profile="cpu")
+    (table,) = report.build_tables(store.load_results(_beyond_paper_records(tmp_path / "out", suite)), suite)
+    _assert_fits(latex_table(table, suite.name, interval=interval), f"beyond_paper ({interval})", tmp_path)
