@@ -312,6 +312,35 @@ def _figure_names_check(value) -> list[Problem]:
     return problems
 
 
+def _approach_keys_check(value) -> list[Problem]:
+    """report.approach_keys names model keys (a family's params, e.g. model.quantizer), each once: the options
+    that, beside the estimator, make a table row (harness/report/settings.py)."""
+    if not isinstance(value, list):
+        return []
+    valid = sorted({f"model.{f.name}" for name in models.family_names()
+                    for f in fields(models.get_family(name).Params)})
+    problems = []
+    for index, key in enumerate(value):
+        if not isinstance(key, str):
+            message = f"expected a dotted model key such as model.quantizer, {got(key)}"
+        elif key == "seed":
+            message = "the seed pairs the runs of a paired test; approach_keys takes model keys, e.g. model.quantizer"
+        elif key.startswith("estimator"):
+            message = (f"{key}: the estimator and its parameters are always part of the approach; approach_keys "
+                       f"adds model keys, e.g. model.quantizer")
+        elif key in ("model.family", "model.preset"):
+            message = (f"{key} sets the block (the paired tests compare approaches of one model); approach_keys "
+                       f"takes a family's params, e.g. model.quantizer")
+        elif key not in valid:
+            message = unknown_name("key", key, valid)
+        elif key in value[:index]:
+            message = f"{key} is listed twice; list each key once"
+        else:
+            continue
+        problems.append(Problem(f"[{index}]", message))
+    return problems
+
+
 _NAMES = str | list[str] | None
 
 
@@ -334,6 +363,9 @@ class ReportConfig:
 
     baseline: str | None = setting(None, doc="the estimator the significance tests compare against")
     metrics: list[str] | None = setting(None, doc="the metric columns of the report's tables")
+    approach_keys: list[str] | None = setting(
+        None, check=_approach_keys_check,
+        doc="model keys that belong to the row (the approach) instead of the block, e.g. model.quantizer")
     figures: list[str] | None = setting(None, check=_figure_names_check,
                                         doc="extra figures, by name in harness.figures.FIGURES")
     interval: Literal["below", "beside", "caption"] = setting(

@@ -20,9 +20,11 @@ and unreadable record files are named and skipped. It writes, into the suite's r
 - `report.html`: report.md as one self-contained page, with the LaTeX tables and the suite's configuration
   (html.py).
 
-Table layout: one block per setting (the values that vary across the suite other than the estimator and the
-seed), a header row naming the setting (and the paper setting it stands for; in LaTeX in words, the run
-configuration in the caption), one row per approach (estimator + its parameters). Cells are the mean over seeds ± the half-width of the 95% t-interval
+Table layout: one block per setting (the values that vary across the suite other than the estimator, the
+seed and the suite's `report.approach_keys`), a header row naming the setting (and the paper setting it stands
+for; in LaTeX in words, the run configuration in the caption), one row per approach (estimator + its
+parameters, then after " + " the approach keys' values that differ from the family's defaults, e.g.
+"ste + FSQ": settings.py, names.py). Cells are the mean over seeds ± the half-width of the 95% t-interval
 (scipy.stats.t.interval; with one seed, the mean alone). Each approach is compared with the baseline
 (`ste` unless the suite says `report: {baseline: ...}`) by a paired t-test over seeds (scipy.stats.ttest_rel);
 p < 0.05 is marked † (p-values are listed in report.md). The best mean per block and metric is bold. Where
@@ -41,6 +43,7 @@ Suite keys read here (all optional):
     report:
       baseline: ste                           # the approach the paired tests compare with
       metrics: [val_rec_loss, ...]            # columns of table.tex (default: the usual metrics measured)
+      approach_keys: [model.quantizer, ...]   # model keys of the row (the approach), not of the block
       figures: [himmelblau_panels]            # harness.figures.FIGURES names
       interval: below | beside | caption      # the LaTeX tables' 95% interval (make-report --interval)
       names: paper | registry | both          # the LaTeX tables' approach names (make-report --names)

@@ -19,7 +19,8 @@ import string
 from .formatting import fmt_mean_ci, fmt_paper, fmt_value
 from .markdown import show_block_headers, single_approach
 from .metrics import metric
-from .names import LATEX_NAMES, NAME_STYLES, approach_labels, paper_name, registry_names
+from .names import (LATEX_NAMES, NAME_STYLES, approach_labels, paper_name, registry_names, split_variant,
+                    with_variant)
 from .stats import ALPHA
 from .tables import Block, Row, Table
 
@@ -121,9 +122,10 @@ def block_heading(block: Block, letter: str) -> str:
     return f"({letter}) " + (words if len(words) <= LONG_HEADER else "setting")
 
 
-def _caption(table: Table, suite_name: str, letters: dict, labels: dict, interval: str, notes: dict) -> str:
-    """The table's title, how to read it, each block's run configuration, the registry names and the notes
-    of the paper's rows."""
+def _caption(table: Table, suite_name: str, letters: dict, labels: dict, interval: str, notes: dict,
+             approaches: list[str]) -> str:
+    """The table's title, how to read it, what a row's variant is, each block's run configuration, the
+    registry names (`labels`: the estimators' labels, without variants) and the notes of the paper's rows."""
     shown = {"below": r"mean over seeds, below it $\pm$ the half-width of the 95\% t-interval",
              "beside": r"mean $\pm$ half-width of the 95\% t-interval over seeds",
              "caption": "mean over seeds"}[interval]
@@ -140,6 +142,9 @@ def _caption(table: Table, suite_name: str, letters: dict, labels: dict, interva
                      r"run's last steps, by default its last 10\%; report.md gives the steps).")
     if table.ref:
         parts.append("Rows marked (paper) are the paper's reported numbers.")
+    if any(split_variant(a)[1] for a in approaches):
+        parts.append(f"After +: the model options that differ from the family's defaults "
+                     f"({latex_name(labels.get(table.baseline, table.baseline))} alone has the defaults).")
     configured = [(letters[id(b)], b.key) for b in table.blocks if b.key]
     if configured:
         parts.append("Our runs: " + "; ".join(f"({letter}) {latex_escape(key)}" for letter, key in configured) + ".")
@@ -193,9 +198,12 @@ def latex_table(table: Table, suite_name: str, *, interval: str = DEFAULT_INTERV
     lines += [r"\begin{tabular}{l" + "c" * len(columns) + "}", r"\toprule",
              "Approach & " + " & ".join(heads) + r" \\", r"\midrule"]
     ours = list(dict.fromkeys(r.approach for b in table.blocks for r in b.rows if r.kind == "ours"))
-    labels = approach_labels(ours, table.ref, "registry" if names == "registry" else "paper")
+    # the estimators' labels (the caption maps them to the registry), then each row's with its variant
+    estimators = list(dict.fromkeys(split_variant(a)[0] for a in ours))
+    named = approach_labels(estimators, table.ref, "registry" if names == "registry" else "paper")
     if names == "both":
-        labels = {a: f"{label} [{a}]" if label != a else label for a, label in labels.items()}
+        named = {e: f"{label} [{e}]" if label != e else label for e, label in named.items()}
+    labels = {a: with_variant(named[split_variant(a)[0]], split_variant(a)[1]) for a in ours}
     letters = {id(b): string.ascii_lowercase[i % 26] for i, b in enumerate(table.blocks)}
     notes: dict[str, str] = {}
     flat = single_approach(table)
@@ -214,7 +222,7 @@ def latex_table(table: Table, suite_name: str, *, interval: str = DEFAULT_INTERV
                 below = [_interval_cell(row, n) for n in columns]
                 if any(below):
                     lines.append(" & " + " & ".join(below) + r" \\")
-    caption = _caption(table, suite_name, letters, labels, interval, notes)
+    caption = _caption(table, suite_name, letters, named, interval, notes, ours)
     label = re.sub(r"[^A-Za-z0-9:.-]+", "-", f"tab:{suite_name}-{table.stem}")
     lines += [r"\bottomrule", r"\end{tabular}}", rf"\caption{{{caption}}}", rf"\label{{{label}}}", r"\end{table}"]
     return "\n".join(lines) + "\n"

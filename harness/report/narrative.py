@@ -11,7 +11,8 @@ from .formatting import isnan, natural_key, plain
 from .loading import LoadedResults
 from .markdown import markdown_pvalues, markdown_table
 from .metrics import FIDELITY_METRICS, METRICS, metric
-from .settings import setting_keys
+from .names import split_variant
+from .settings import approach_keys_of, setting_keys, variant_keys
 from .stats import ALPHA
 from .tables import Table
 
@@ -89,9 +90,13 @@ def what_ran(df: pd.DataFrame, loaded: LoadedResults, suite, suite_name: str) ->
     window = training_window_line(records)
     if window:
         lines.append(window)
-    keys = setting_keys(df)
+    keys = setting_keys(df, approach_keys_of(suite))
     if keys:
         lines.append(f"- Varying across settings: {', '.join(keys)} (one block per setting in the tables)")
+    variants = variant_keys(df, approach_keys_of(suite))
+    if variants:
+        lines.append(f"- Varying across approaches: {', '.join(variants)} (`report.approach_keys`: a row names "
+                     f"the values that differ from the family's defaults)")
     commits = []
     for record in records:
         provenance = record.get("provenance") or {}
@@ -135,7 +140,9 @@ def table_lines(tables: list[Table]) -> list[str]:
                   f"n = 1). Bold: best mean per setting. †: p < {ALPHA} in a paired t-test over seeds against "
                   f"`{table.baseline}`." + (" Rows marked (paper) are the paper's numbers." if table.ref else "")
                   + (" Training metrics are end-of-training values (the window is under What ran)."
-                     if any(c.startswith("train_") for c in table.columns) else ""),
+                     if any(c.startswith("train_") for c in table.columns) else "")
+                  + (f" A row's name gives its model options that differ from the family's defaults (after "
+                     f"`+`); `{table.baseline}` alone has the defaults." if _has_variants(table) else ""),
                   "", markdown_table(table), "", f"LaTeX: [{table.stem}.tex]({table.stem}.tex)", ""]
         pvalues = markdown_pvalues(table)
         if pvalues:
@@ -143,6 +150,11 @@ def table_lines(tables: list[Table]) -> list[str]:
                       f"number of pairs; n/a: fewer than 2 pairs or no `{table.baseline}` run in the setting):",
                       "", pvalues, ""]
     return lines
+
+
+def _has_variants(table: Table) -> bool:
+    """Some row of the table is an estimator with model options other than the defaults (`ste + FSQ`)."""
+    return any(split_variant(r.approach)[1] for b in table.blocks for r in b.rows if r.kind == "ours")
 
 
 def figure_lines(suite_directory: Path, paths: list[Path], messages: list[str], drawn: bool) -> list[str]:

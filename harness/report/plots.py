@@ -67,7 +67,7 @@ def load_histories(suite_directory: Path, run_ids) -> pd.DataFrame:
 def _colors(tables: list[Table]) -> dict:
     approaches = sorted({r.approach for t in tables for b in t.blocks for r in b.rows if r.kind == "ours"},
                         key=approach_sort_key)
-    cycle = pyplot().get_cmap("tab10").colors
+    cycle = pyplot().get_cmap("tab10" if len(approaches) <= 10 else "tab20").colors  # no colour twice up to 20
     return {a: cycle[i % len(cycle)] for i, a in enumerate(approaches)}
 
 

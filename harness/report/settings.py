@@ -1,13 +1,19 @@
 """How runs group into a table's blocks and rows: the setting (what varies across the suite other than the
-estimator and the seed), the approach (estimator + its parameters), the seed, and which paper setting a block
-stands for (the suite's `paper: {settings: ...}` rules first, then harness.paper_numbers' defaults).
+estimator, the seed and the suite's `report.approach_keys`), the approach (estimator + its parameters, then its
+variant: the approach keys' values that differ from the family's defaults), the seed, and which paper setting a
+block stands for (the suite's `paper: {settings: ...}` rules first, then harness.paper_numbers' defaults).
 """
 from __future__ import annotations
 
+from dataclasses import MISSING, fields
+
 import pandas as pd
+
+import models
 
 from .. import paper_numbers
 from .formatting import as_list, isnan, natural_key, plain, same
+from .names import VARIANT_JOIN, option_name, split_variant, with_variant
 
 #: Row order inside a block (the paper lists the baselines first and the rotation trick last).
 APPROACH_ORDER = ["ste", "gumbel", "hessian", "exact", "reflection", "rotation_unscaled", "rotation_gamma",
@@ -26,12 +32,31 @@ def approach_of(row: pd.Series, estimator_columns: list[str]) -> str:
 
 
 def approach_sort_key(approach: str):
-    base = approach.split(" ")[0]
+    """Rows grouped by variant (the default model options first), each group in APPROACH_ORDER."""
+    estimator, variant = split_variant(approach)
+    base = estimator.split(" ")[0]
     rank = APPROACH_ORDER.index(base) if base in APPROACH_ORDER else len(APPROACH_ORDER)
-    return rank, natural_key(approach)
+    return natural_key(variant.casefold()), rank, natural_key(approach)
 
 
-def setting_keys(df: pd.DataFrame) -> list[str]:
+def approach_keys_of(suite) -> list[str]:
+    """The model keys the suite's `report.approach_keys` moves from the block (setting) to the row."""
+    return [str(key) for key in as_list((suite.report if suite is not None else {}).get("approach_keys"))]
+
+
+def setting_keys(df: pd.DataFrame, approach_keys=()) -> list[str]:
+    """Label keys (grid/zip) that vary across the runs, other than the estimator's, the seed and the
+    approach keys."""
+    return [key for key in varying_keys(df) if key not in approach_keys]
+
+
+def variant_keys(df: pd.DataFrame, approach_keys) -> list[str]:
+    """The approach keys that vary across the runs, in the suite's order: the keys a row's variant names."""
+    varying = varying_keys(df)
+    return [key for key in approach_keys if key in varying]
+
+
+def varying_keys(df: pd.DataFrame) -> list[str]:
     """Label keys (grid/zip) that vary across the runs, other than the estimator's and the seed."""
     keys = []
     for column in df.columns:
@@ -60,6 +85,31 @@ def setting_descriptor(row: pd.Series, keys: list[str], columns: list[str]) -> s
     return ", ".join(parts)
 
 
+def family_default(family, key: str):
+    """(True, the default) of a model key in the family's params (models/<family>.py), (False, None) when
+    the family has no such key or no default."""
+    if family not in models.family_names():
+        return False, None
+    for f in fields(models.get_family(family).Params):
+        if f"model.{f.name}" == key:
+            if f.default is not MISSING:
+                return True, f.default
+            return (True, f.default_factory()) if f.default_factory is not MISSING else (False, None)
+    return False, None
+
+
+def variant_of(row: pd.Series, keys: list[str]) -> str:
+    """The run's values of the approach keys that differ from its family's defaults, as names.option_name
+    names them ('FSQ', 'affine + dead-code replacement (window 5)'); '' with the default options."""
+    parts = []
+    for key in keys:
+        value = row.get(f"config.{key}")
+        known, default = family_default(row.get("config.model.family"), key)
+        if not isnan(value) and not (known and same(value, default)):
+            parts.append(option_name(key, plain(value)))
+    return VARIANT_JOIN.join(parts)
+
+
 def seed_of(row: pd.Series) -> int | None:
     seed = row.get("label.seed")
     if isnan(seed):
@@ -67,12 +117,14 @@ def seed_of(row: pd.Series) -> int | None:
     return None if isnan(seed) else int(seed)
 
 
-def annotate(df: pd.DataFrame) -> pd.DataFrame:
-    """The results with `_approach`, `_setting` and `_seed` columns."""
+def annotate(df: pd.DataFrame, approach_keys=()) -> pd.DataFrame:
+    """The results with `_approach` (estimator, parameters and variant), `_setting` and `_seed` columns."""
     columns = list(df.columns)
     estimator_columns = sorted(c for c in columns if c.startswith("config.estimator."))
-    keys = setting_keys(df)
-    return df.assign(_approach=[approach_of(row, estimator_columns) for _, row in df.iterrows()],
+    keys = setting_keys(df, approach_keys)
+    variants = variant_keys(df, approach_keys)
+    return df.assign(_approach=[with_variant(approach_of(row, estimator_columns), variant_of(row, variants))
+                                for _, row in df.iterrows()],
                      _setting=[setting_descriptor(row, keys, columns) for _, row in df.iterrows()],
                      _seed=[seed_of(row) for _, row in df.iterrows()])
 

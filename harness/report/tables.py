@@ -13,7 +13,7 @@ from .. import paper_numbers
 from ..status import RunStatus
 from .formatting import as_list, isnan, natural_key
 from .metrics import SUITE_TABLE_METRICS, metric
-from .settings import annotate, approach_sort_key, matches, paper_refs, setting_rules
+from .settings import annotate, approach_keys_of, approach_sort_key, matches, paper_refs, setting_rules
 from .stats import mean_ci, paired_p
 
 DEFAULT_BASELINE = "ste"
@@ -92,7 +92,7 @@ def build_tables(df: pd.DataFrame, suite=None) -> list[Table]:
     table for the other runs. Statistics are over finished runs."""
     if df.empty:
         return []
-    df = annotate(df)
+    df = annotate(df, approach_keys_of(suite))
     table_refs, section_refs = paper_refs(suite)
     rules = setting_rules(suite, table_refs + section_refs)
     blocks = []

@@ -15,7 +15,7 @@ from .narrative import definition_lines, fidelity_lines, figure_lines, table_lin
 from .preview import write_preview
 from .reconstructions import plot_reconstructions, reconstruction_lines
 from .plots import TRAIN_PANELS, VAL_PANELS, extra_figures, load_histories, plot_curves, plot_final_metrics
-from .settings import annotate
+from .settings import annotate, approach_keys_of
 from .tables import build_tables
 from .verdicts import agreement, counts_line
 
@@ -70,7 +70,7 @@ def write_suite_report(suite_directory: str | Path, suite=None, *, figures: bool
 
     verdicts = agreement(tables, suite)
     lines = [f"# Report: {suite_name}", ""]
-    lines += what_ran(annotate(df), loaded, suite, suite_name) + [""]
+    lines += what_ran(annotate(df, approach_keys_of(suite)), loaded, suite, suite_name) + [""]
     if not df.empty:
         lines += table_lines(tables)
         lines += figure_lines(suite_directory, figure_paths, figure_messages, figures)
