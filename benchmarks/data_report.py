@@ -96,7 +96,10 @@ def _fidelity(run: Run) -> tuple[list[str], bool | None]:
                        f"means ≤ {FLAT_TOLERANCE}). The code before grows with every image it keeps (originals and "
                        "reconstructions as float32 lists, their concatenations and uint8 copies: about 4 copies of "
                        "the images)" + (f": its peak at {before[0][1]:,} is {before[1]:.2f}× its peak at "
-                                        f"{before[0][0]:,}." if before else "."))
+                                        f"{before[0][0]:,}" if before else "")
+                       + ("" if ("before", large) in runs else
+                          f"; at {large:,} images it would hold about {fmt_bytes(4 * large * info['image_bytes'])}, "
+                          "so it is not run there") + ".")
     return out, ok
 
 
