@@ -13,6 +13,7 @@ benchmarks/_baseline_data.py, in the same run).
 """
 from __future__ import annotations
 
+import copy
 import json
 import os
 import subprocess
@@ -26,12 +27,14 @@ import torch
 from PIL import Image
 
 from benchmarks import _baseline_data
-from benchmarks._common import interleaved
+from benchmarks._common import interleaved, timed2
+from harness.data import decode
 from harness.data import index as file_index
 from harness.data.folders import ImageFolder, ImageFolderParams
 
 JPEGS = 300
 ITEMS_PER_ROUND = 30
+PROFILE_ROUNDS = 7
 TREE_FOLDERS, TREE_FILES_PER_FOLDER = 1000, 100
 FIDELITY_RUNS = (("streamed", 1000), ("streamed", 4000), ("before", 250), ("before", 1000))
 ROOT = Path(__file__).resolve().parent.parent
@@ -59,24 +62,57 @@ def jpeg_folder(tmp_path_factory) -> Path:
     return root
 
 
+def _stage_profile(dataset: ImageFolder, size: int, device: torch.device) -> dict:
+    """Where an item's time goes, now and before: process CPU seconds per item of each stage on the same
+    ITEMS_PER_ROUND files, each stage timed on its own, the stages interleaved, min over PROFILE_ROUNDS rounds.
+    "dataset indexing" is `dataset[i]` around its reader (the reader replaced by one returning a ready item)."""
+    files = dataset.files[:ITEMS_PER_ROUND]
+    pixels = [decode.decode_reduced(f, size) for f in files]
+    crops = [decode.resize_center_crop_uint8(p, size)[0] for p in pixels]
+    full = [_baseline_data.read_image(f) for f in files]
+    floats = [_baseline_data.to_unit(p)[None] for p in full]
+    indexing = copy.copy(dataset)
+    indexing.read = lambda index: crops[index]
+
+    stages = {
+        "now": {"file read": lambda: [f.read_bytes() for f in files],
+                "file read + decode": lambda: [decode.decode_reduced(f, size) for f in files],
+                "uint8 resize + crop": lambda: [decode.resize_center_crop_uint8(p, size) for p in pixels],
+                "float32 conversion (crop)": lambda: [decode.to_unit_from_uint8(c) for c in crops],
+                "dataset indexing": lambda: [indexing[i] for i in range(ITEMS_PER_ROUND)],
+                "item": lambda: [dataset[i] for i in range(ITEMS_PER_ROUND)]},
+        "before": {"file read + decode (PIL)": lambda: [_baseline_data.read_image(f) for f in files],
+                   "float32 conversion (full size)": lambda: [_baseline_data.to_unit(p) for p in full],
+                   "float resize + crop": lambda: [_baseline_data.resize_center_crop(x, size) for x in floats],
+                   "item": lambda: [_baseline_data.image_folder_item(f, size) for f in files]}}
+    best = {code: {name: float("inf") for name in per} for code, per in stages.items()}
+    for _ in range(PROFILE_ROUNDS):
+        for code, per in stages.items():
+            for name, run in per.items():
+                best[code][name] = min(best[code][name], timed2(run, device)[1] / len(files))
+    return best
+
+
 @pytest.mark.parametrize("size", [256, 128])
 def test_image_folder_items_per_second(benchmark, request, device, jpeg_folder, size, monkeypatch, tmp_path):
     benchmark.group = f"g. image_folder items/s per worker, size {size}"
+    load_at_start = os.getloadavg()[0]
     monkeypatch.setenv(file_index.CACHE_ENV, str(tmp_path / "cache"))
     dataset = ImageFolder(ImageFolderParams(root=str(jpeg_folder), size=size, extensions=(".JPEG",)), "train", 0)
-    state = {"next": 0}
+    cursors = {"now": 0, "before": 0}
 
-    def items():
-        start = state["next"]
-        state["next"] = (start + ITEMS_PER_ROUND) % (len(dataset) - ITEMS_PER_ROUND)
+    def items(variant):
+        """The next ITEMS_PER_ROUND items of `variant`: both variants read the same files in the same round."""
+        start = cursors[variant]
+        cursors[variant] = (start + ITEMS_PER_ROUND) % (len(dataset) - ITEMS_PER_ROUND)
         return range(start, start + ITEMS_PER_ROUND)
 
     def now():
-        for i in items():
+        for i in items("now"):
             dataset[i]
 
     def before():
-        for i in items():
+        for i in items("before"):
             _baseline_data.image_folder_item(dataset.files[i], size)
 
     sizes = [Image.open(f).size for f in dataset.files[:50]]
@@ -85,7 +121,8 @@ def test_image_folder_items_per_second(benchmark, request, device, jpeg_folder, 
     info = interleaved(benchmark, request, "image_folder", now, {"image_folder (before)": before}, device, cap=15)
     info.update(section="g-decode", size=size, items_per_round=ITEMS_PER_ROUND, files=len(dataset.files),
                 mean_source_size=[float(np.mean([s[0] for s in sizes])), float(np.mean([s[1] for s in sizes]))],
-                mean_abs_difference_vs_before=difference)
+                mean_abs_difference_vs_before=difference, stages=_stage_profile(dataset, size, device))
+    info["load_average"] = [load_at_start, os.getloadavg()[0]]
 
 
 def _age(root: Path, seconds: float = 600.0) -> None:
@@ -96,6 +133,7 @@ def _age(root: Path, seconds: float = 600.0) -> None:
 
 def test_file_index_of_100000_files(benchmark, request, device, tmp_path, monkeypatch):
     benchmark.group = f"g. file index, {TREE_FOLDERS * TREE_FILES_PER_FOLDER} files"
+    load_at_start = os.getloadavg()[0]
     monkeypatch.setenv(file_index.CACHE_ENV, str(tmp_path / "cache"))
     root = tmp_path / "tree"
     for folder in range(TREE_FOLDERS):
@@ -121,7 +159,7 @@ def test_file_index_of_100000_files(benchmark, request, device, tmp_path, monkey
     info = interleaved(benchmark, request, "cached index", cached,
                        {"index build (walk + cache write)": build, "walk (before)": before}, device, cap=5)
     info.update(section="g-index", files=TREE_FOLDERS * TREE_FILES_PER_FOLDER, folders=TREE_FOLDERS,
-                cache_bytes=cache.stat().st_size)
+                cache_bytes=cache.stat().st_size, load_average=[load_at_start, os.getloadavg()[0]])
 
 
 def _fidelity_run(variant: str, n: int, weights: Path) -> dict:
@@ -136,8 +174,10 @@ def test_fidelity_peak_host_memory(benchmark, tmp_path):
     from benchmarks._fidelity_memory import save_standin_weights
 
     benchmark.group = "g. r-FID peak host memory"
+    load_at_start = os.getloadavg()[0]
     weights = tmp_path / "inception-standin.pth"
     save_standin_weights(str(weights))
     runs = [_fidelity_run(variant, n, weights) for variant, n in FIDELITY_RUNS[:-1]]
     runs.append(benchmark.pedantic(_fidelity_run, args=(*FIDELITY_RUNS[-1], weights), rounds=1, iterations=1))
-    benchmark.extra_info.update(section="g-fidelity", runs=runs, image_bytes=3 * 256 * 256 * 4)
+    benchmark.extra_info.update(section="g-fidelity", runs=runs, image_bytes=3 * 256 * 256 * 4,
+                                load_average=[load_at_start, os.getloadavg()[0]])

@@ -17,7 +17,7 @@ from harness.config import DataConfig
 from harness.cores import run_cores
 from harness.data import index as file_index
 from harness.data.common import UnreadableFile, resize_center_crop, to_unit
-from harness.data.decode import read_image_reduced, to_unit_from_uint8
+from harness.data.decode import decode_reduced, read_image_reduced, to_unit_from_uint8
 from harness.data.loading import default_num_workers, make_loader, to_device
 from harness.status import RunStatus
 from harness.suite import load_suite
@@ -92,6 +92,30 @@ def test_decoding_png_greyscale_and_rgba(tmp_path):
         assert pixels.shape == (3, 16, 16) and pixels.dtype == torch.uint8
         difference = (to_unit_from_uint8(pixels) - old_pipeline(path, 16)).abs()
         assert difference.mean() < 2.5 / 127.5 and difference.max() < 6 / 127.5
+
+
+@pytest.mark.parametrize("save", [{"progressive": True}, {"exif": b"Exif\x00\x00" + bytes(6000)},
+                                  {"icc_profile": bytes(70000)}], ids=["progressive", "exif", "icc"])
+@pytest.mark.parametrize("size", [256, 64])
+def test_decoding_jpegs_with_other_headers(tmp_path, save, size):
+    """The frame header is found past large APP segments and in progressive JPEGs: decoded at full scale (256)
+    or reduced (64), the pixels match the full-resolution float32 pipeline."""
+    path = tmp_path / "photo.jpg"
+    write_image(path, 500, 375, seed=4, quality=92, **save)
+    difference = (to_unit_from_uint8(read_image_reduced(path, size)) - old_pipeline(path, size)).abs()
+    assert difference.mean() < 2.5 / 127.5 and difference.max() < (6 if size == 64 else 3) / 127.5
+
+
+@pytest.mark.parametrize("size", [256, 64, 16])
+def test_decoded_pixels_are_channels_last_for_the_uint8_resize(tmp_path, size):
+    """JPEG at full scale (256), reduced (64) and PNG: (1, 3, H, W) with the strides of a contiguous
+    channels-last tensor, which torch's uint8 resize reads without copying (a batch stride of 3 makes it copy)."""
+    for path in (tmp_path / "photo.jpg", tmp_path / "photo.png"):
+        write_image(path, 500, 375, seed=5)
+        pixels = decode_reduced(path, size)
+        expected = torch.empty(pixels.shape, dtype=torch.uint8).contiguous(memory_format=torch.channels_last)
+        assert pixels.shape[:2] == (1, 3) and min(pixels.shape[-2:]) >= size
+        assert pixels.stride() == expected.stride()
 
 
 # ----------------------------------------------------------------------------- workers
