@@ -231,7 +231,6 @@ def test_bold_marks_the_best_in_the_right_direction(fake):
     rows = tex_rows(fake["tex"])
     columns = paper_numbers.TABLES["table1"]["columns"]
     for lookup in ("euclidean", "cosine"):
-        block = block_of(fake, lookup)
         tex_block = tex_block_of(fake, rows, lookup)
         names = {tex_name(a): a for a in ("ste", "rotation", "exact")}
         for index, metric in enumerate(columns):
@@ -259,7 +258,6 @@ def test_paper_rows_printed_beside_ours(fake):
     columns = paper_numbers.TABLES["table1"]["columns"]
     for lookup in ("euclidean", "cosine"):
         setting = SETTING_OF[lookup]
-        block = block_of(fake, lookup)
         tex_block = tex_block_of(fake, rows, lookup)
         names = list(tex_block)
         paper = paper_numbers.rows("table1", setting)

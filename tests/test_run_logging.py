@@ -16,7 +16,7 @@ from harness import run_logging, runner, store
 from harness.config import ConfigError
 from harness.suite import load_suite
 from harness.train import lr_factor
-from helpers_harness import read_history, read_record, write_suite
+from helpers_harness import read_history, write_suite
 
 event_accumulator = pytest.importorskip("tensorboard.backend.event_processing.event_accumulator")
 

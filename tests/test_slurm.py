@@ -15,7 +15,6 @@ import cloudpickle
 import submitit
 
 from harness import store
-from harness.status import RunStatus
 from harness import slurm as hs
 from harness.config import DEFAULT_TIMEOUT_MIN, ConfigError, SlurmConfig, parse_time
 from harness.slurm import collect, files, settings, states
